@@ -1,0 +1,1 @@
+"""Latency/accuracy benchmarks on the device: ``edge-fer bench`` / ``python -m benchmarks``."""

@@ -1,0 +1,1 @@
+"""Calibration sets and INT8 quantization (NNCF post-training, ONNX Runtime Q/DQ, QAT preparation)."""

@@ -1,0 +1,1 @@
+"""The ``edge-fer`` command line: one subcommand per action, each in its own module."""

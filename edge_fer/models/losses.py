@@ -1,0 +1,97 @@
+"""Compact softmax cross-entropy (CS-CE), the STT paper's training loss.
+
+The paper describes CS-CE as cross-entropy plus a term built on the symmetric KL
+divergence of the *non-target* predictions that makes same-class samples compact and
+pushes classes apart; it gives no code. This is the formula implemented here.
+
+For a batch of logits z_i with labels y_i over K classes, let
+
+- p_i = softmax(z_i), the full prediction;
+- q_i = softmax of z_i over the K-1 classes other than y_i, the non-target prediction
+  (how sample i spreads its remaining belief: its "dark knowledge");
+- SKL(a, b) = KL(a || b) + KL(b || a) = sum_k (a_k - b_k) (log a_k - log b_k).
+
+Then
+
+    CS-CE = CE + lambda * ( mean over pairs i<j with y_i = y_j of SKL(q_i, q_j)
+                          + mu * mean over pairs i<j with y_i != y_j of max(0, m - SKL(p_i, p_j)) )
+
+The first term pulls samples of one class together: it is zero exactly when all samples of
+each class agree on their non-target predictions. The second is a hinge that pushes
+samples of different classes apart until their predictions differ by at least ``margin``
+(symmetric KL, nats); it is zero for classes already that far apart. Both are >= 0, so
+CS-CE >= CE. A term whose pairs do not exist in a batch counts as zero.
+
+Defaults: lambda = 0.1, mu = 1.0, m = 1.0. lambda = 0 gives plain cross-entropy.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["symmetric_kl", "CompactSoftmaxCrossEntropy"]
+
+
+def symmetric_kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+    """SKL between distributions given as log-probabilities, over the last axis.
+
+    Entries where both are -inf (a class excluded from both) contribute zero.
+    """
+    diff_p = log_a.exp() - log_b.exp()
+    diff_log = torch.where(torch.isfinite(log_a) & torch.isfinite(log_b), log_a - log_b, torch.zeros_like(log_a))
+    return (diff_p * diff_log).sum(dim=-1)
+
+
+class CompactSoftmaxCrossEntropy(nn.Module):
+    """CS-CE loss; the formula is in the module docstring.
+
+    Args:
+        weight: lambda, the weight of the compactness term (0 gives cross-entropy).
+        separation_weight: mu, the weight of the inter-class hinge inside that term.
+        margin: m, the symmetric-KL distance beyond which classes are not pushed further.
+        label_smoothing: passed to the cross-entropy term.
+    """
+
+    def __init__(self, weight: float = 0.1, *, separation_weight: float = 1.0, margin: float = 1.0,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if weight < 0 or separation_weight < 0 or margin < 0:
+            raise ValueError("CS-CE weight, separation_weight and margin must be >= 0")
+        self.weight = weight
+        self.separation_weight = separation_weight
+        self.margin = margin
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+        if self.weight == 0:
+            return ce
+        return ce + self.weight * self.compact_term(logits, target)
+
+    def compact_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The bracketed term of the formula, (B, K) logits and (B,) labels -> scalar."""
+        b = logits.shape[0]
+        same = target[:, None] == target[None, :]
+        upper = torch.triu(torch.ones(b, b, dtype=torch.bool, device=logits.device), diagonal=1)
+        zero = logits.new_zeros(())
+
+        # Non-target predictions: mask the sample's own class, renormalise over the rest.
+        own = F.one_hot(target, logits.shape[1]).bool()
+        log_q = F.log_softmax(logits.masked_fill(own, float("-inf")), dim=-1)  # (B, K), -inf at y_i
+        pairs_same = same & upper
+        if pairs_same.any():
+            i, j = pairs_same.nonzero(as_tuple=True)
+            compact = symmetric_kl(log_q[i], log_q[j]).mean()
+        else:
+            compact = zero
+
+        pairs_diff = ~same & upper
+        if self.separation_weight > 0 and pairs_diff.any():
+            i, j = pairs_diff.nonzero(as_tuple=True)
+            log_p = F.log_softmax(logits, dim=-1)
+            separation = F.relu(self.margin - symmetric_kl(log_p[i], log_p[j])).mean()
+        else:
+            separation = zero
+        return compact + self.separation_weight * separation
