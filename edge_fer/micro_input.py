@@ -41,8 +41,13 @@ TILE_ORDER = ((0, 1), (3, 4))  # rows of the 2x2 tiling, as landmark indices
 # Landmarks the official code substitutes on a 28x28 face when MTCNN finds none
 # ((x, y) per point, 5-point order).
 OFFICIAL_FALLBACK_LANDMARKS_28 = np.array(
-    [[9.528073, 11.062551], [21.396168, 10.919773], [15.380184, 17.380562],
-     [10.255435, 22.121233], [20.583706, 22.25584]],
+    [
+        [9.528073, 11.062551],
+        [21.396168, 10.919773],
+        [15.380184, 17.380562],
+        [10.255435, 22.121233],
+        [20.583706, 22.25584],
+    ],
     dtype=np.float32,
 )
 
@@ -66,7 +71,9 @@ def patch_centres(landmarks: np.ndarray) -> np.ndarray:
     return np.clip(landmarks, HALF, GRID - HALF).astype(np.int64)  # truncation, as the official code
 
 
-def four_patch_image(flow_image: np.ndarray, landmarks: np.ndarray, *, convention: Convention = "official") -> np.ndarray:
+def four_patch_image(
+    flow_image: np.ndarray, landmarks: np.ndarray, *, convention: Convention = "official"
+) -> np.ndarray:
     """Tile the four eye/mouth patches of a 28x28 flow image into HTNet's input image.
 
     Args:
@@ -88,6 +95,6 @@ def four_patch_image(flow_image: np.ndarray, landmarks: np.ndarray, *, conventio
     def crop(index: int) -> np.ndarray:
         x, y = centres[index]
         row, col = (x, y) if convention == "official" else (y, x)
-        return flow_image[row - HALF:row + HALF, col - HALF:col + HALF]
+        return flow_image[row - HALF : row + HALF, col - HALF : col + HALF]
 
     return np.concatenate([np.concatenate([crop(a), crop(b)], axis=1) for a, b in TILE_ORDER], axis=0)

@@ -15,8 +15,16 @@ from edge_fer.errors import ArtifactError
 from edge_fer.models import HTNet, build_model
 from edge_fer.models.htnet import official_config_from_state_dict
 
-OFFICIAL = dict(image_size=28, patch_size=7, dim=256, heads=3, num_hierarchies=3, block_repeats=(2, 2, 10),
-                mlp_mult=4, num_classes=3)
+OFFICIAL = dict(
+    image_size=28,
+    patch_size=7,
+    dim=256,
+    heads=3,
+    num_hierarchies=3,
+    block_repeats=(2, 2, 10),
+    mlp_mult=4,
+    num_classes=3,
+)
 
 
 def official_state_dict(image_size, patch_size, dim, heads, num_hierarchies, block_repeats, mlp_mult, num_classes):
@@ -76,7 +84,7 @@ def reference_forward(sd, img, *, patch_size, heads, num_hierarchies):
     emb = torch.zeros(b, patch_size * patch_size * c, grid, grid, dtype=torch.float64)
     for i in range(grid):
         for j in range(grid):
-            patch = img[:, :, i * patch_size:(i + 1) * patch_size, j * patch_size:(j + 1) * patch_size]
+            patch = img[:, :, i * patch_size : (i + 1) * patch_size, j * patch_size : (j + 1) * patch_size]
             emb[:, :, i, j] = patch.permute(0, 2, 3, 1).reshape(b, -1)  # (p1 p2 c) order
     x = F.conv2d(emb, sd["to_patch_embedding.1.weight"], sd["to_patch_embedding.1.bias"])
     for level in range(num_hierarchies):
@@ -88,7 +96,7 @@ def reference_forward(sd, img, *, patch_size, heads, num_hierarchies):
         out = torch.empty_like(x)
         for bi in range(blocks):
             for bj in range(blocks):
-                xb = x[:, :, bi * side:(bi + 1) * side, bj * side:(bj + 1) * side]
+                xb = x[:, :, bi * side : (bi + 1) * side, bj * side : (bj + 1) * side]
                 xb = xb + sd[pre + "pos_emb"][: side * side].reshape(1, 1, side, side)
                 for j in range(depth):
                     q = f"{pre}layers.{j}."
@@ -98,9 +106,9 @@ def reference_forward(sd, img, *, patch_size, heads, num_hierarchies):
                     dh = inner // n_heads
                     heads_out = []
                     for hd in range(n_heads):
-                        qh = qkv[:, hd * dh:(hd + 1) * dh]
-                        kh = qkv[:, inner + hd * dh: inner + (hd + 1) * dh]
-                        vh = qkv[:, 2 * inner + hd * dh: 2 * inner + (hd + 1) * dh]
+                        qh = qkv[:, hd * dh : (hd + 1) * dh]
+                        kh = qkv[:, inner + hd * dh : inner + (hd + 1) * dh]
+                        vh = qkv[:, 2 * inner + hd * dh : 2 * inner + (hd + 1) * dh]
                         att = torch.softmax(qh.transpose(1, 2) @ kh * dh**-0.5, dim=-1)  # (B, n, n)
                         heads_out.append((att @ vh.transpose(1, 2)).transpose(1, 2))  # (B, dh, n)
                     attn = torch.cat(heads_out, 1).reshape(b, inner, side, side)
@@ -108,7 +116,7 @@ def reference_forward(sd, img, *, patch_size, heads, num_hierarchies):
                     h = chan_ln(xb, sd[q + "1.norm.g"], sd[q + "1.norm.b"])
                     h = F.gelu(F.conv2d(h, sd[q + "1.fn.net.0.weight"], sd[q + "1.fn.net.0.bias"]))
                     xb = F.conv2d(h, sd[q + "1.fn.net.3.weight"], sd[q + "1.fn.net.3.bias"]) + xb
-                out[:, :, bi * side:(bi + 1) * side, bj * side:(bj + 1) * side] = xb
+                out[:, :, bi * side : (bi + 1) * side, bj * side : (bj + 1) * side] = xb
         x = out
         if level < num_hierarchies - 1:
             a = f"layers.{level}.1."

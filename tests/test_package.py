@@ -58,7 +58,9 @@ sys.meta_path.insert(0, _NoTorch())
 
 
 def test_runtime_side_imports_without_torch():
-    code = NO_TORCH + """
+    code = (
+        NO_TORCH
+        + """
 import edge_fer, edge_fer.runtime, edge_fer.presets, edge_fer.micro_input, edge_fer.errors, edge_fer.fileio
 import edge_fer.data
 from edge_fer.cli.main import main
@@ -72,6 +74,7 @@ else:
 assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules), "torch was imported"
 print("ok")
 """
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
@@ -79,7 +82,9 @@ print("ok")
 
 def test_runtime_sources_never_import_torch():
     pattern = re.compile(r"^\s*(import torch|from torch)", re.MULTILINE)
-    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "edge_fer" / "runtime").rglob("*.py") if pattern.search(p.read_text())]
+    offenders = [
+        str(p.relative_to(ROOT)) for p in (ROOT / "edge_fer" / "runtime").rglob("*.py") if pattern.search(p.read_text())
+    ]
     assert offenders == []
 
 

@@ -42,14 +42,26 @@ def test_preprocessing_checks_channel_count():
 
 
 def test_with_classes_changes_the_output_width():
-    mafw = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
-            "contempt", "anxiety", "helplessness", "disappointment")
+    mafw = (
+        "anger",
+        "disgust",
+        "fear",
+        "happiness",
+        "neutral",
+        "sadness",
+        "surprise",
+        "contempt",
+        "anxiety",
+        "helplessness",
+        "disappointment",
+    )
     model = build_model(get_preset("stt_tiny").with_classes(mafw)).eval()
     assert model(model.example_input("full", 1)).shape == (1, 11)
 
 
 def test_bad_arch_is_a_preset_error():
     import dataclasses
+
     bad = dataclasses.replace(get_preset("stt_tiny"), arch={"embed_dim": 90, "num_heads": 4})
     with pytest.raises(PresetError, match="not divisible"):
         build_model(bad)

@@ -38,6 +38,7 @@ def write_text(path: Path, text: str) -> Path:
 # DFEW
 # --------------------------------------------------------------------------------------
 
+
 def dfew_layout_a(root: Path, rows: str = "video_name,label\n1,1\n12,7\n") -> Path:
     csv_path = write_text(root / "EmoLabel_DataSplit" / "train(single-labeled)" / "set_2.csv", rows)
     for video in ("00001", "00012"):
@@ -112,15 +113,14 @@ def test_dfew_missing_column_fold_and_split(tmp_path):
 # Former-DFER annotation lists
 # --------------------------------------------------------------------------------------
 
+
 def test_annotation_list_relative_and_absolute_paths(tmp_path):
     write_frames(tmp_path / "data" / "DFEW_Face" / "02522", ["1.jpg", "2.jpg"])
     absolute = tmp_path / "elsewhere" / "clip 7"  # a space in the folder name
     write_frames(absolute, ["a.png"])
-    listing = write_text(tmp_path / "set_1_train.txt",
-                         f"DFEW_Face/02522 66 5\n\n{absolute} 1 0\n")
+    listing = write_text(tmp_path / "set_1_train.txt", f"DFEW_Face/02522 66 5\n\n{absolute} 1 0\n")
     records = read_annotation_list(listing, tmp_path / "data")
-    assert [(r.video_id, r.label, len(r.frames)) for r in records] == [
-        ("DFEW_Face/02522", 5, 2), (str(absolute), 0, 1)]
+    assert [(r.video_id, r.label, len(r.frames)) for r in records] == [("DFEW_Face/02522", 5, 2), (str(absolute), 0, 1)]
 
 
 def test_annotation_list_malformed_line_and_label_range(tmp_path):
@@ -139,6 +139,7 @@ def test_annotation_list_malformed_line_and_label_range(tmp_path):
 # --------------------------------------------------------------------------------------
 # AFEW
 # --------------------------------------------------------------------------------------
+
 
 def test_afew_case_variants_and_emotion_names(tmp_path):
     base = tmp_path / "AFEW_Face"
@@ -169,6 +170,7 @@ def test_afew_unknown_emotion_and_empty_clip(tmp_path):
 # FERV39k
 # --------------------------------------------------------------------------------------
 
+
 def ferv39k(root: Path, lines: str) -> Path:
     setup = write_text(root / "4_setups" / "All_scenes" / "test_All.csv", lines)
     write_frames(root / "2_ClipsforFaceCrop" / "Action" / "Sad" / "0010", ["0.jpg", "1.jpg"])
@@ -180,7 +182,9 @@ def test_ferv39k_reads_rel_paths_and_label_names(tmp_path):
     ferv39k(tmp_path, "Action/Sad/0010 Sad\nArgue/Fear/0001 Fear\n")
     records = read_ferv39k(tmp_path, split="test")
     assert [(r.video_id, DFER_CLASSES[r.label], len(r.frames)) for r in records] == [
-        ("Action/Sad/0010", "sad", 2), ("Argue/Fear/0001", "fear", 1)]
+        ("Action/Sad/0010", "sad", 2),
+        ("Argue/Fear/0001", "fear", 1),
+    ]
     assert read_dfer("ferv39k", tmp_path, fold=1, split="test") == records
 
 
@@ -198,15 +202,17 @@ def test_ferv39k_bad_label_and_missing_clip(tmp_path):
 # MAFW
 # --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("split_dir", ["split", "Train & Test Set"])
 def test_mafw_reads_both_split_folder_names(tmp_path, split_dir):
-    write_text(tmp_path / split_dir / "single" / "no_caption" / "set_4" / "train.txt",
-               "00025.mp4 anger\n01234.mp4 disappointment\n")
+    write_text(
+        tmp_path / split_dir / "single" / "no_caption" / "set_4" / "train.txt",
+        "00025.mp4 anger\n01234.mp4 disappointment\n",
+    )
     write_frames(tmp_path / "data" / "frames" / "00025", ["00025_1.png", "00025_2.png"])
     write_frames(tmp_path / "data" / "frames" / "01234", ["01234_1.png"])
     records = read_mafw(tmp_path, fold=4, split="train")
-    assert [(r.video_id, MAFW_CLASSES[r.label]) for r in records] == [
-        ("00025", "anger"), ("01234", "disappointment")]
+    assert [(r.video_id, MAFW_CLASSES[r.label]) for r in records] == [("00025", "anger"), ("01234", "disappointment")]
     assert DFER_DATASETS["mafw"].num_classes == 11
 
 
@@ -223,6 +229,7 @@ def test_mafw_unknown_emotion_names_file_and_line(tmp_path):
 # --------------------------------------------------------------------------------------
 # Dispatcher
 # --------------------------------------------------------------------------------------
+
 
 def test_read_dfer_dispatch_errors(tmp_path):
     with pytest.raises(DatasetError, match="afew, dfew, ferv39k, mafw"):

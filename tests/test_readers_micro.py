@@ -32,8 +32,14 @@ def write_frames(folder: Path, names: list[str]) -> None:
         cv2.imwrite(str(folder / name), np.full((8, 8, 3), i * 10, dtype=np.uint8))
 
 
-def write_xlsx(path: Path, rows: list[list], *, first_row: int = 1, sheets: tuple[str, ...] = ("Sheet1",),
-               data_sheet: str | None = None) -> Path:
+def write_xlsx(
+    path: Path,
+    rows: list[list],
+    *,
+    first_row: int = 1,
+    sheets: tuple[str, ...] = ("Sheet1",),
+    data_sheet: str | None = None,
+) -> Path:
     """A workbook whose ``data_sheet`` (default: the first) holds ``rows`` from ``first_row`` on."""
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook = openpyxl.Workbook()
@@ -53,15 +59,28 @@ def write_xlsx(path: Path, rows: list[list], *, first_row: int = 1, sheets: tupl
 # --------------------------------------------------------------------------------------
 
 # The real sheet has unnamed columns between the named ones.
-CASME2_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
-                 "Action Units", "Estimated Emotion"]
+CASME2_HEADER = [
+    "Subject",
+    "Filename",
+    None,
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    None,
+    "Action Units",
+    "Estimated Emotion",
+]
 
 
 def casme2(root: Path, rows: list[list] | None = None) -> Path:
-    rows = rows if rows is not None else [
-        ["01", "EP02_01f", None, 8, 9, 11, None, "12", "happiness"],
-        [2, "EP03_02", None, 20, "/", 21, None, "4", "Repression"],
-    ]
+    rows = (
+        rows
+        if rows is not None
+        else [
+            ["01", "EP02_01f", None, 8, 9, 11, None, "12", "happiness"],
+            [2, "EP03_02", None, 20, "/", 21, None, "4", "Repression"],
+        ]
+    )
     xlsx = write_xlsx(root / "CASME2-coding-20140508.xlsx", [CASME2_HEADER, *rows])
     write_frames(root / "CASME2_RAW_selected" / "sub01" / "EP02_01f", [f"img{n}.jpg" for n in (10, 8, 11, 9)])
     write_frames(root / "CASME2_RAW_selected" / "sub02" / "EP03_02", ["img20.jpg", "img21.jpg"])
@@ -88,8 +107,9 @@ def test_casme2_corrupt_xlsx_names_file(tmp_path):
 
 
 def test_casme2_missing_column_names_file_and_column(tmp_path):
-    xlsx = write_xlsx(tmp_path / "CASME2-coding-20140508.xlsx",
-                      [CASME2_HEADER[:-1], ["01", "EP02_01f", None, 8, 9, 11, None, "12"]])
+    xlsx = write_xlsx(
+        tmp_path / "CASME2-coding-20140508.xlsx", [CASME2_HEADER[:-1], ["01", "EP02_01f", None, 8, 9, 11, None, "12"]]
+    )
     (tmp_path / "CASME2_RAW_selected").mkdir()
     with pytest.raises(DatasetError, match="lacks column.*Estimated Emotion") as info:
         read_casme2(tmp_path)
@@ -97,8 +117,13 @@ def test_casme2_missing_column_names_file_and_column(tmp_path):
 
 
 def test_casme2_non_numeric_onset_names_excel_row(tmp_path):
-    xlsx = casme2(tmp_path, [["01", "EP02_01f", None, 8, 9, 11, None, "12", "happiness"],
-                             ["02", "EP03_02", None, "n/a", 20, 21, None, "4", "others"]])
+    xlsx = casme2(
+        tmp_path,
+        [
+            ["01", "EP02_01f", None, 8, 9, 11, None, "12", "happiness"],
+            ["02", "EP03_02", None, "n/a", 20, 21, None, "4", "others"],
+        ],
+    )
     with pytest.raises(DatasetError, match="OnsetFrame must be a frame number") as info:
         read_casme2(tmp_path)
     assert f"{xlsx} row 3" in str(info.value)
@@ -134,23 +159,41 @@ def test_missing_openpyxl_says_how_to_install(tmp_path, monkeypatch):
 # SAMM
 # --------------------------------------------------------------------------------------
 
-SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
-               "Micro", "Objective Classes", "Action Units", "Notes", "Estimated Emotion"]
+SAMM_HEADER = [
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Duration",
+    "Micro",
+    "Objective Classes",
+    "Action Units",
+    "Notes",
+    "Estimated Emotion",
+]
 
 
 def samm(root: Path, rows: list[list]) -> Path:
     """The real sheet: a title block on rows 1-13, the header on Excel row 14."""
-    xlsx = write_xlsx(root / "SAMM_Micro_FACS_Codes_v2.xlsx",
-                      [["SAMM - Spontaneous Micro-Facial Movement Dataset"], [], ["FACS coding"]] + [[]] * 10
-                      + [SAMM_HEADER, *rows])
+    xlsx = write_xlsx(
+        root / "SAMM_Micro_FACS_Codes_v2.xlsx",
+        [["SAMM - Spontaneous Micro-Facial Movement Dataset"], [], ["FACS coding"]] + [[]] * 10 + [SAMM_HEADER, *rows],
+    )
     write_frames(root / "006" / "006_1_2", [f"006_{n:05d}.jpg" for n in (5562, 5563, 5588, 5632)])
     write_frames(root / "032" / "032_3_1", [f"032_{n:05d}.jpg" for n in (10, 11, 12)])
     return xlsx
 
 
 def test_samm_header_below_title_block(tmp_path):
-    samm(tmp_path, [[6, "006_1_2", 1, 5562, 5588, 5632, 71, "Micro", "I", "R20+R21", "", "Anger"],
-                    ["032", "032_3_1", 3, 10, 99, 12, 3, "Micro", "VII", "2", "", "Other"]])
+    samm(
+        tmp_path,
+        [
+            [6, "006_1_2", 1, 5562, 5588, 5632, 71, "Micro", "I", "R20+R21", "", "Anger"],
+            ["032", "032_3_1", 3, 10, 99, 12, 3, "Micro", "VII", "2", "", "Other"],
+        ],
+    )
     first, second = read_samm(tmp_path)
     assert (first.sample_id, first.subject, first.dataset) == ("006/006_1_2", "006", "samm")
     assert first.frame_numbers == (5562, 5563, 5588, 5632)
@@ -160,8 +203,13 @@ def test_samm_header_below_title_block(tmp_path):
 
 
 def test_samm_errors_name_the_excel_row(tmp_path):
-    xlsx = samm(tmp_path, [[6, "006_1_2", 1, 5562, 5588, 5632, 71, "Micro", "I", "R20", "", "Anger"],
-                           [7, "007_6_1", 6, 1, 2, 3, 3, "Micro", "I", "R20", "", "Anger"]])
+    xlsx = samm(
+        tmp_path,
+        [
+            [6, "006_1_2", 1, 5562, 5588, 5632, 71, "Micro", "I", "R20", "", "Anger"],
+            [7, "007_6_1", 6, 1, 2, 3, 3, "Micro", "I", "R20", "", "Anger"],
+        ],
+    )
     with pytest.raises(DatasetError, match="does not exist") as info:
         read_samm(tmp_path)
     assert f"{xlsx} row 16" in str(info.value)
@@ -174,6 +222,7 @@ def test_samm_errors_name_the_excel_row(tmp_path):
 # --------------------------------------------------------------------------------------
 # SMIC-HS
 # --------------------------------------------------------------------------------------
+
 
 def smic(root: Path) -> Path:
     hs = root / "HS"
@@ -214,15 +263,24 @@ CASME3_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Object
 
 
 def casme3(root: Path, rows: list[list]) -> Path:
-    xlsx = write_xlsx(root / "annotation" / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", [CASME3_HEADER, *rows],
-                      sheets=("Sheet1", "label"), data_sheet="label")
+    xlsx = write_xlsx(
+        root / "annotation" / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
+        [CASME3_HEADER, *rows],
+        sheets=("Sheet1", "label"),
+        data_sheet="label",
+    )
     write_frames(root / "data" / "part_A" / "spNO.1" / "b" / "color", [f"{n}.jpg" for n in range(160, 182)])
     return xlsx
 
 
 def test_casme3_part_a_keeps_onset_to_offset(tmp_path):
-    casme3(tmp_path, [["spNO.1", "b", "166", "175", "179", "4", "III", "disgust"],
-                      ["spNO.1", "b", "170", "172", "0", "4", "III", "Others"]])
+    casme3(
+        tmp_path,
+        [
+            ["spNO.1", "b", "166", "175", "179", "4", "III", "disgust"],
+            ["spNO.1", "b", "170", "172", "0", "4", "III", "Others"],
+        ],
+    )
     first, second = read_casme3_part_a(tmp_path)
     assert (first.sample_id, first.subject, first.dataset) == ("spNO.1/b/166", "spNO.1", "casme3a")
     assert first.frame_numbers == tuple(range(166, 180))
@@ -247,13 +305,22 @@ def test_casme3_part_a_errors(tmp_path):
 # MEGC2019 composite
 # --------------------------------------------------------------------------------------
 
+
 def composite_tree(root: Path) -> Path:
-    casme2(root / "casme2", [
-        ["01", "EP02_01f", None, 8, 9, 11, None, "12", "happiness"],  # positive
-        ["02", "EP03_02", None, 20, 21, 21, None, "4", "others"],  # excluded
-    ])
-    samm(root / "samm", [[6, "006_1_2", 1, 5562, 5588, 5632, 71, "Micro", "I", "R20", "", "Contempt"],
-                         [32, "032_3_1", 3, 10, 11, 12, 3, "Micro", "VII", "2", "", "Other"]])
+    casme2(
+        root / "casme2",
+        [
+            ["01", "EP02_01f", None, 8, 9, 11, None, "12", "happiness"],  # positive
+            ["02", "EP03_02", None, 20, 21, 21, None, "4", "others"],  # excluded
+        ],
+    )
+    samm(
+        root / "samm",
+        [
+            [6, "006_1_2", 1, 5562, 5588, 5632, 71, "Micro", "I", "R20", "", "Contempt"],
+            [32, "032_3_1", 3, 10, 11, 12, 3, "Micro", "VII", "2", "", "Other"],
+        ],
+    )
     smic(root / "smic")
     return root
 
@@ -262,8 +329,13 @@ def test_composite_prefixes_filters_and_keeps_native_emotions(tmp_path):
     root = composite_tree(tmp_path)
     records = read_micro("composite", root)
     assert [r.sample_id for r in records] == [
-        "casme2/sub01/EP02_01f", "samm/006/006_1_2",
-        "smic/s1/s1_ne_01", "smic/s1/s1_sur_01", "smic/s2/s2_ne_01", "smic/s10/s10_po_02"]
+        "casme2/sub01/EP02_01f",
+        "samm/006/006_1_2",
+        "smic/s1/s1_ne_01",
+        "smic/s1/s1_sur_01",
+        "smic/s2/s2_ne_01",
+        "smic/s10/s10_po_02",
+    ]
     assert [r.subject for r in records][:3] == ["casme2/sub01", "samm/006", "smic/s1"]
     assert [r.emotion for r in records][:3] == ["happiness", "contempt", "ne"]
     assert [composite_label(r) for r in records] == [1, 0, 0, 2, 0, 1]
@@ -273,10 +345,19 @@ def test_composite_prefixes_filters_and_keeps_native_emotions(tmp_path):
 
 def test_composite_mapping_follows_megc2019():
     negative, positive, surprise = (MICRO_CLASSES.index(c) for c in ("negative", "positive", "surprise"))
-    assert COMPOSITE_MAPPING["casme2"] == {"disgust": negative, "repression": negative,
-                                           "happiness": positive, "surprise": surprise}
+    assert COMPOSITE_MAPPING["casme2"] == {
+        "disgust": negative,
+        "repression": negative,
+        "happiness": positive,
+        "surprise": surprise,
+    }
     assert {e for e, c in COMPOSITE_MAPPING["samm"].items() if c == negative} == {
-        "anger", "contempt", "disgust", "fear", "sadness"}
+        "anger",
+        "contempt",
+        "disgust",
+        "fear",
+        "sadness",
+    }
     for dataset, mapping in COMPOSITE_MAPPING.items():
         assert set(mapping) <= set(MICRO_DATASETS[dataset].classes)
     assert "others" not in COMPOSITE_MAPPING["casme2"] and "other" not in COMPOSITE_MAPPING["samm"]
@@ -284,8 +365,17 @@ def test_composite_mapping_follows_megc2019():
 
 def test_composite_leaves_out_the_samples_the_official_list_omits(tmp_path):
     def record(sample_id: str) -> MicroRecord:
-        return MicroRecord(sample_id=sample_id, subject=sample_id.rsplit("/", 1)[0], frames=(tmp_path / "1.jpg",),
-                           frame_numbers=(1,), onset=1, apex=None, offset=None, emotion="disgust", dataset="casme2")
+        return MicroRecord(
+            sample_id=sample_id,
+            subject=sample_id.rsplit("/", 1)[0],
+            frames=(tmp_path / "1.jpg",),
+            frame_numbers=(1,),
+            onset=1,
+            apex=None,
+            offset=None,
+            emotion="disgust",
+            dataset="casme2",
+        )
 
     assert composite_label(record("sub04/EP12_02f")) == 0
     assert composite_label(record("sub04/EP12_01f")) is None

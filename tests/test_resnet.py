@@ -12,7 +12,12 @@ def torchvision_resnet18_keys():
     for layer in range(1, 5):
         for block in range(2):
             p = f"layer{layer}.{block}"
-            keys += [f"{p}.conv1.weight", *(f"{p}.bn1.{s}" for s in bn), f"{p}.conv2.weight", *(f"{p}.bn2.{s}" for s in bn)]
+            keys += [
+                f"{p}.conv1.weight",
+                *(f"{p}.bn1.{s}" for s in bn),
+                f"{p}.conv2.weight",
+                *(f"{p}.bn2.{s}" for s in bn),
+            ]
             if layer > 1 and block == 0:
                 keys += [f"{p}.downsample.0.weight", *(f"{p}.downsample.1.{s}" for s in bn)]
     return keys + ["fc.weight", "fc.bias"]

@@ -35,6 +35,7 @@ def assert_partition(train: tuple[int, ...] | list[int], test: tuple[int, ...] |
 # leave-one-subject-out
 # --------------------------------------------------------------------------------------
 
+
 def test_loso_one_fold_per_subject_in_natural_order():
     subjects = ["s10", "s2", "s1", "s2", "s10", "s10"]
     folds = loso_folds(subjects)
@@ -50,6 +51,7 @@ def test_loso_one_fold_per_subject_in_natural_order():
 # --------------------------------------------------------------------------------------
 # k-fold
 # --------------------------------------------------------------------------------------
+
 
 @FAST
 @given(labels=labels_st, k=st.integers(2, 5), seed=st.integers(0, 2**16))
@@ -102,6 +104,7 @@ def test_kfold_argument_errors():
 # --------------------------------------------------------------------------------------
 # train / validation
 # --------------------------------------------------------------------------------------
+
 
 @FAST
 @given(labels=labels_st, fraction=st.floats(0.05, 0.5), seed=st.integers(0, 2**16))

@@ -41,19 +41,38 @@ __all__ = [
 PathLike = str | os.PathLike
 
 MAFW_CLASSES = (
-    "anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
-    "contempt", "anxiety", "helplessness", "disappointment",
+    "anger",
+    "disgust",
+    "fear",
+    "happiness",
+    "neutral",
+    "sadness",
+    "surprise",
+    "contempt",
+    "anxiety",
+    "helplessness",
+    "disappointment",
 )
 
 DFER_DATASETS: dict[str, DatasetInfo] = {
-    "dfew": DatasetInfo("dfew", "dfer", DFER_CLASSES,
-                        "DFEW: 16,372 movie clips, 7 classes, 5-fold cross-validation (labels 1-7 on disk)"),
-    "afew": DatasetInfo("afew", "dfer", DFER_CLASSES,
-                        "AFEW 7.0 (EmotiW): movie clips, 7 classes, one fixed train/val split (val is the test set)"),
-    "ferv39k": DatasetInfo("ferv39k", "dfer", DFER_CLASSES,
-                           "FERV39k: 38,935 clips in 22 scenes, 7 classes, one fixed train/test split"),
-    "mafw": DatasetInfo("mafw", "dfer", MAFW_CLASSES,
-                        "MAFW: 10,045 clips, 11 single-label classes, 5-fold cross-validation"),
+    "dfew": DatasetInfo(
+        "dfew",
+        "dfer",
+        DFER_CLASSES,
+        "DFEW: 16,372 movie clips, 7 classes, 5-fold cross-validation (labels 1-7 on disk)",
+    ),
+    "afew": DatasetInfo(
+        "afew",
+        "dfer",
+        DFER_CLASSES,
+        "AFEW 7.0 (EmotiW): movie clips, 7 classes, one fixed train/val split (val is the test set)",
+    ),
+    "ferv39k": DatasetInfo(
+        "ferv39k", "dfer", DFER_CLASSES, "FERV39k: 38,935 clips in 22 scenes, 7 classes, one fixed train/test split"
+    ),
+    "mafw": DatasetInfo(
+        "mafw", "dfer", MAFW_CLASSES, "MAFW: 10,045 clips, 11 single-label classes, 5-fold cross-validation"
+    ),
 }
 
 DFEW_FOLDS = (1, 2, 3, 4, 5)
@@ -63,10 +82,13 @@ MAFW_FOLDS = (1, 2, 3, 4, 5)
 # AFEW 7.0 uses Angry/Happy/Sad; the face-cropped AFEW_Face of Former-DFER uses
 # Anger/Happiness/Sadness (github.com/zengqunzhao/Former-DFER, annotation/AFEW_*.txt).
 _DFER_NAME_TO_LABEL = {
-    "happy": 0, "happiness": 0,
-    "sad": 1, "sadness": 1,
+    "happy": 0,
+    "happiness": 0,
+    "sad": 1,
+    "sadness": 1,
     "neutral": 2,
-    "angry": 3, "anger": 3,
+    "angry": 3,
+    "anger": 3,
     "surprise": 4,
     "disgust": 5,
     "fear": 6,
@@ -76,6 +98,7 @@ _DFER_NAME_TO_LABEL = {
 # --------------------------------------------------------------------------------------
 # Small shared checks
 # --------------------------------------------------------------------------------------
+
 
 def _check_choice(value: object, allowed: Sequence, what: str, dataset: str) -> None:
     if value not in allowed:
@@ -117,11 +140,14 @@ def _read_csv(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, s
             header = [name.strip() for name in (reader.fieldnames or [])]
             missing = [c for c in columns if c not in header]
             if missing:
-                raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}; expected a header "
-                                   f"with {', '.join(columns)}, found {header or 'no header'}")
+                raise DatasetError(
+                    f"{path}: missing column(s) {', '.join(missing)}; expected a header "
+                    f"with {', '.join(columns)}, found {header or 'no header'}"
+                )
             reader.fieldnames = header
-            return [(reader.line_num, row) for row in reader
-                    if any(isinstance(v, str) and v.strip() for v in row.values())]
+            return [
+                (reader.line_num, row) for row in reader if any(isinstance(v, str) and v.strip() for v in row.values())
+            ]
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not a UTF-8 CSV file ({exc})") from None
     except csv.Error as exc:
@@ -136,11 +162,11 @@ def _clip(video_id: str, folder: Path, label: int, source: str) -> ClipRecord:
 # DFEW
 # --------------------------------------------------------------------------------------
 
+
 def _dfew_layouts(root: Path, fold: int, split: str) -> dict[str, tuple[Path, Path]]:
     """Candidate layouts: name -> (label csv, frame folder root)."""
     return {
-        "A": (root / "EmoLabel_DataSplit" / f"{split}(single-labeled)" / f"set_{fold}.csv",
-              root / "Clip" / "jpg_256"),
+        "A": (root / "EmoLabel_DataSplit" / f"{split}(single-labeled)" / f"set_{fold}.csv", root / "Clip" / "jpg_256"),
         # Layout of the DFEW authors' own code (github.com/jiangxingxun/DFEW, README and
         # libs/DFEW_Dataset.py): same video_name,label columns, labels 1..7.
         "B": (root / "label" / f"single_{split}set_{fold}.csv", root / "data"),
@@ -151,12 +177,15 @@ def _detect_dfew_layout(root: Path, fold: int, split: str) -> tuple[Path, Path]:
     layouts = _dfew_layouts(root, fold, split)
     markers = {"A": root / "EmoLabel_DataSplit", "B": root / "label"}
     found = [name for name, marker in markers.items() if marker.is_dir()]
-    wanted = "; ".join(f"layout {name}: {csv_path.relative_to(root)} with frames in "
-                       f"{frames.relative_to(root)}/<video:05d>/" for name, (csv_path, frames) in layouts.items())
+    wanted = "; ".join(
+        f"layout {name}: {csv_path.relative_to(root)} with frames in {frames.relative_to(root)}/<video:05d>/"
+        for name, (csv_path, frames) in layouts.items()
+    )
     if len(found) != 1:
         what = "both" if found else "neither"
-        raise DatasetError(f"DFEW root {root}: found {what} of the two known layouts; expected exactly one of "
-                           f"({wanted})")
+        raise DatasetError(
+            f"DFEW root {root}: found {what} of the two known layouts; expected exactly one of ({wanted})"
+        )
     csv_path, frames_root = layouts[found[0]]
     _require_file(csv_path, f"DFEW fold {fold} {split} split")
     _require_dir(frames_root, f"DFEW (layout {found[0]}) frames")
@@ -169,8 +198,10 @@ def _dfew_row(path: Path, line: int, row: dict[str, str]) -> tuple[str, int]:
     if not name.isdigit():
         raise DatasetError(f"{path} line {line}: video_name must be a number such as 1 or 00001, got {name!r}")
     if not label.isdigit() or not 1 <= int(label) <= 7:
-        raise DatasetError(f"{path} line {line}: label must be 1-7 (1 Happy, 2 Sad, 3 Neutral, 4 Angry, "
-                           f"5 Surprise, 6 Disgust, 7 Fear), got {label!r}")
+        raise DatasetError(
+            f"{path} line {line}: label must be 1-7 (1 Happy, 2 Sad, 3 Neutral, 4 Angry, "
+            f"5 Surprise, 6 Disgust, 7 Fear), got {label!r}"
+        )
     return f"{int(name):05d}", int(label) - 1
 
 
@@ -207,11 +238,14 @@ def read_dfew(root: PathLike, *, fold: int, split: str) -> list[ClipRecord]:
 # Former-DFER annotation lists
 # --------------------------------------------------------------------------------------
 
+
 def _parse_annotation_line(path: Path, n: int, line: str, num_classes: int | None) -> tuple[str, int]:
     parts = line.rsplit(maxsplit=2)  # rsplit: a frame folder may contain spaces
     if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-        raise DatasetError(f"{path} line {n}: expected '<frame_dir> <num_frames> <label>' with integer "
-                           f"num_frames and 0-based label, got {line!r}")
+        raise DatasetError(
+            f"{path} line {n}: expected '<frame_dir> <num_frames> <label>' with integer "
+            f"num_frames and 0-based label, got {line!r}"
+        )
     label = int(parts[2])
     if num_classes is not None and label >= num_classes:
         raise DatasetError(f"{path} line {n}: label must be 0..{num_classes - 1}, got {label}")
@@ -265,15 +299,19 @@ def _afew_split_dir(root: Path, split: str) -> Path:
     for folder in _subdirs(base):
         if folder.name.lower() in _AFEW_SPLIT_DIRS[split]:
             return folder
-    raise DatasetError(f"AFEW: no {split} folder in {base}; expected one of "
-                       f"{', '.join(_AFEW_SPLIT_DIRS[split])} (any case) holding <Emotion>/<clip>/ folders")
+    raise DatasetError(
+        f"AFEW: no {split} folder in {base}; expected one of "
+        f"{', '.join(_AFEW_SPLIT_DIRS[split])} (any case) holding <Emotion>/<clip>/ folders"
+    )
 
 
 def _afew_label(folder: Path) -> int:
     label = _DFER_NAME_TO_LABEL.get(folder.name.lower())
     if label is None:
-        raise DatasetError(f"AFEW: unknown emotion folder {folder}; expected Angry, Disgust, Fear, Happy, "
-                           f"Neutral, Sad or Surprise (or Anger/Happiness/Sadness)")
+        raise DatasetError(
+            f"AFEW: unknown emotion folder {folder}; expected Angry, Disgust, Fear, Happy, "
+            f"Neutral, Sad or Surprise (or Anger/Happiness/Sadness)"
+        )
     return label
 
 
@@ -297,8 +335,9 @@ def read_afew(root: PathLike, *, split: str) -> list[ClipRecord]:
     _check_choice(split, ("train", "val"), "split", "AFEW")
     split_dir = _afew_split_dir(root, split)
     emotion_dirs = sorted(_subdirs(split_dir), key=lambda d: (_afew_label(d), d.name))
-    records = [_clip(clip.name, clip, _afew_label(emotion), "AFEW")
-               for emotion in emotion_dirs for clip in _subdirs(emotion)]
+    records = [
+        _clip(clip.name, clip, _afew_label(emotion), "AFEW") for emotion in emotion_dirs for clip in _subdirs(emotion)
+    ]
     if not records:
         raise DatasetError(f"AFEW: no clip folders under {split_dir}; expected <Emotion>/<clip>/ folders of frames")
     return records
@@ -325,8 +364,10 @@ def _ferv39k_entries(path: Path) -> Iterable[tuple[int, str, int]]:
             continue  # tolerate a header line
         label = _DFER_NAME_TO_LABEL.get(parts[-1].lower()) if len(parts) == 2 else None
         if label is None:
-            raise DatasetError(f"{path} line {n}: expected '<clip path> <Emotion>' with Emotion one of Happy, "
-                               f"Sad, Neutral, Angry, Surprise, Disgust, Fear; got {line!r}")
+            raise DatasetError(
+                f"{path} line {n}: expected '<clip path> <Emotion>' with Emotion one of Happy, "
+                f"Sad, Neutral, Angry, Surprise, Disgust, Fear; got {line!r}"
+            )
         yield n, parts[0], label
 
 
@@ -368,8 +409,9 @@ def _mafw_split_file(root: Path, fold: int, split: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise DatasetError(f"MAFW fold {fold} {split} split: expected one of {', '.join(map(str, candidates))}; "
-                       f"none exists")
+    raise DatasetError(
+        f"MAFW fold {fold} {split} split: expected one of {', '.join(map(str, candidates))}; none exists"
+    )
 
 
 def _mafw_entry(path: Path, n: int, line: str) -> tuple[str, int]:
@@ -377,8 +419,10 @@ def _mafw_entry(path: Path, n: int, line: str) -> tuple[str, int]:
     parts = line.split()
     label = MAFW_CLASSES.index(parts[1].lower()) if len(parts) == 2 and parts[1].lower() in MAFW_CLASSES else None
     if label is None:
-        raise DatasetError(f"{path} line {n}: expected '<clip>.mp4 <emotion>' with emotion one of "
-                           f"{', '.join(MAFW_CLASSES)}; got {line!r}")
+        raise DatasetError(
+            f"{path} line {n}: expected '<clip>.mp4 <emotion>' with emotion one of "
+            f"{', '.join(MAFW_CLASSES)}; got {line!r}"
+        )
     return Path(parts[0]).stem, label
 
 
@@ -416,10 +460,12 @@ def read_mafw(root: PathLike, *, fold: int, split: str) -> list[ClipRecord]:
 # Dispatcher
 # --------------------------------------------------------------------------------------
 
+
 def _single_split_fold(name: str, fold: int | None) -> None:
     if fold not in (None, 1):
-        raise DatasetError(f"{name}: has one fixed train/test split and no folds; pass fold=None (or 1), "
-                           f"got fold={fold}")
+        raise DatasetError(
+            f"{name}: has one fixed train/test split and no folds; pass fold=None (or 1), got fold={fold}"
+        )
 
 
 def _needs_fold(name: str, fold: int | None) -> int:

@@ -57,16 +57,24 @@ SMIC_CLASSES = ("ne", "po", "sur")
 CASME3A_CLASSES = ("others", "happy", "surprise", "sad", "disgust", "fear", "anger")
 
 MICRO_DATASETS: dict[str, DatasetInfo] = {
-    "casme2": DatasetInfo("casme2", "micro", CASME2_CLASSES,
-                          "CASME II: 255 samples, 26 subjects, 200 fps, onset/apex/offset annotated"),
-    "samm": DatasetInfo("samm", "micro", SAMM_CLASSES,
-                        "SAMM: 159 samples, 32 subjects, 200 fps, onset/apex/offset annotated"),
-    "smic": DatasetInfo("smic", "micro", SMIC_CLASSES,
-                        "SMIC-HS: 164 samples, 16 subjects, 100 fps, no apex annotation"),
-    "casme3a": DatasetInfo("casme3a", "micro", CASME3A_CLASSES,
-                           "CAS(ME)^3 part A: 860 micro-expressions, 94 subjects, 30 fps"),
-    "composite": DatasetInfo("composite", "micro", MICRO_CLASSES,
-                             "MEGC2019 composite (SMIC + CASME II + SAMM): 442 samples, 68 subjects, 3 classes"),
+    "casme2": DatasetInfo(
+        "casme2", "micro", CASME2_CLASSES, "CASME II: 255 samples, 26 subjects, 200 fps, onset/apex/offset annotated"
+    ),
+    "samm": DatasetInfo(
+        "samm", "micro", SAMM_CLASSES, "SAMM: 159 samples, 32 subjects, 200 fps, onset/apex/offset annotated"
+    ),
+    "smic": DatasetInfo(
+        "smic", "micro", SMIC_CLASSES, "SMIC-HS: 164 samples, 16 subjects, 100 fps, no apex annotation"
+    ),
+    "casme3a": DatasetInfo(
+        "casme3a", "micro", CASME3A_CLASSES, "CAS(ME)^3 part A: 860 micro-expressions, 94 subjects, 30 fps"
+    ),
+    "composite": DatasetInfo(
+        "composite",
+        "micro",
+        MICRO_CLASSES,
+        "MEGC2019 composite (SMIC + CASME II + SAMM): 442 samples, 68 subjects, 3 classes",
+    ),
 }
 
 CASME2_XLSX = "CASME2-coding-20140508.xlsx"
@@ -84,6 +92,7 @@ _MISSING = ("", "/", "-")
 # Spreadsheet access
 # --------------------------------------------------------------------------------------
 
+
 def _norm(name: object) -> str:
     """Column-name key: lower case, letters and digits only ("Onset Frame" == "OnsetFrame")."""
     return re.sub(r"[^a-z0-9]", "", str(name).lower()) if name is not None else ""
@@ -99,8 +108,10 @@ def _load_sheet(path: Path, sheet: str | None) -> list[tuple]:
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
-        raise DatasetError(f"{path}: cannot be read as an .xlsx workbook ({type(exc).__name__}: {exc}); "
-                           f"expected the dataset's original Excel annotation file") from None
+        raise DatasetError(
+            f"{path}: cannot be read as an .xlsx workbook ({type(exc).__name__}: {exc}); "
+            f"expected the dataset's original Excel annotation file"
+        ) from None
     try:
         worksheet = workbook[sheet] if sheet in workbook.sheetnames else workbook.worksheets[0]
         worksheet.reset_dimensions()  # read every row even where the file's size tag is wrong
@@ -116,12 +127,18 @@ def _find_header(path: Path, rows: list[tuple], columns: Sequence[str], hint: st
         positions = {_norm(cell): i for i, cell in reversed(list(enumerate(row))) if _norm(cell)}
         if all(k in positions for k in keys):
             return index, positions
-    raise DatasetError(f"{path}: no header row with {' and '.join(columns[:2])} in the first "
-                       f"{_HEADER_SEARCH_ROWS} rows ({hint})")
+    raise DatasetError(
+        f"{path}: no header row with {' and '.join(columns[:2])} in the first {_HEADER_SEARCH_ROWS} rows ({hint})"
+    )
 
 
-def _read_xlsx(path: Path, columns: Sequence[str], *, hint: str, sheet: str | None = None,
-               ) -> list[tuple[int, dict[str, object]]]:
+def _read_xlsx(
+    path: Path,
+    columns: Sequence[str],
+    *,
+    hint: str,
+    sheet: str | None = None,
+) -> list[tuple[int, dict[str, object]]]:
     """Data rows of an annotation workbook as (Excel row number, column name -> value).
 
     Raises:
@@ -132,8 +149,10 @@ def _read_xlsx(path: Path, columns: Sequence[str], *, hint: str, sheet: str | No
     missing = [c for c in columns if _norm(c) not in positions]
     if missing:
         found = [str(c) for c in rows[header_index] if c is not None]
-        raise DatasetError(f"{path}: header (row {header_index + 1}) lacks column(s) {', '.join(missing)}; "
-                           f"expected {', '.join(columns)}, found {', '.join(found)}")
+        raise DatasetError(
+            f"{path}: header (row {header_index + 1}) lacks column(s) {', '.join(missing)}; "
+            f"expected {', '.join(columns)}, found {', '.join(found)}"
+        )
     wanted = {c: positions[_norm(c)] for c in columns}
     records = []
     for index in range(header_index + 1, len(rows)):
@@ -186,8 +205,10 @@ def _numbered_frames(folder: Path, source: str) -> tuple[tuple[Path, ...], tuple
     for path in sorted_frames(folder, source=source):
         match = _LAST_NUMBER.search(path.stem)
         if match is None:
-            raise DatasetError(f"{source}: frame {path} has no frame number in its name; "
-                               f"expected names such as img46.jpg or 006_05562.jpg")
+            raise DatasetError(
+                f"{source}: frame {path} has no frame number in its name; "
+                f"expected names such as img46.jpg or 006_05562.jpg"
+            )
         numbered.append((int(match.group(1)), path))
     numbered.sort(key=lambda item: item[0])
     numbers = [n for n, _ in numbered]
@@ -212,9 +233,17 @@ class _Annotation:
 
 def _record(dataset: str, ann: _Annotation, folder: Path) -> MicroRecord:
     frames, numbers = _numbered_frames(folder, ann.where)
-    return MicroRecord(sample_id=f"{ann.subject}/{ann.name}", subject=ann.subject, frames=frames,
-                       frame_numbers=numbers, onset=ann.onset, apex=ann.apex, offset=ann.offset,
-                       emotion=ann.emotion, dataset=dataset)
+    return MicroRecord(
+        sample_id=f"{ann.subject}/{ann.name}",
+        subject=ann.subject,
+        frames=frames,
+        frame_numbers=numbers,
+        onset=ann.onset,
+        apex=ann.apex,
+        offset=ann.offset,
+        emotion=ann.emotion,
+        dataset=dataset,
+    )
 
 
 def _consistent(onset: int, apex: int | None, offset: int | None) -> tuple[int | None, int | None]:
@@ -232,13 +261,17 @@ def _consistent(onset: int, apex: int | None, offset: int | None) -> tuple[int |
     return apex, offset
 
 
-def _annotation(row: Mapping[str, object], where: str, columns: Sequence[str], subject: str,
-                classes: Sequence[str]) -> _Annotation:
+def _annotation(
+    row: Mapping[str, object], where: str, columns: Sequence[str], subject: str, classes: Sequence[str]
+) -> _Annotation:
     """Fields common to the spreadsheet datasets; ``columns`` = filename, onset, apex, offset, emotion."""
     name_col, onset_col, apex_col, offset_col, emotion_col = columns
     onset = _int_cell(row[onset_col], where, onset_col)
-    apex, offset = _consistent(onset, _int_cell(row[apex_col], where, apex_col, optional=True),
-                               _int_cell(row[offset_col], where, offset_col, optional=True))
+    apex, offset = _consistent(
+        onset,
+        _int_cell(row[apex_col], where, apex_col, optional=True),
+        _int_cell(row[offset_col], where, offset_col, optional=True),
+    )
     return _Annotation(
         subject=subject,
         name=_text_cell(row[name_col], where, name_col),
@@ -253,7 +286,7 @@ def _annotation(row: Mapping[str, object], where: str, columns: Sequence[str], s
 def _subject_number(value: object, where: str, prefix: str) -> int:
     """The number in a Subject cell such as 1, 1.0, "01", "sub01" (``prefix`` "sub") or "006"."""
     text = _text_cell(value, where, "Subject")
-    digits = text[len(prefix):] if prefix and text.lower().startswith(prefix) else text
+    digits = text[len(prefix) :] if prefix and text.lower().startswith(prefix) else text
     if not digits.isdigit():
         raise DatasetError(f"{where}: Subject must be a number such as 1 or {prefix or ''}01, found {value!r}")
     return int(digits)
@@ -262,6 +295,7 @@ def _subject_number(value: object, where: str, prefix: str) -> int:
 # --------------------------------------------------------------------------------------
 # CASME II
 # --------------------------------------------------------------------------------------
+
 
 def read_casme2(root: PathLike) -> list[MicroRecord]:
     """Read CASME II from ``CASME2-coding-20140508.xlsx`` and ``CASME2_RAW_selected/``.
@@ -301,6 +335,7 @@ def read_casme2(root: PathLike) -> list[MicroRecord]:
 # SAMM
 # --------------------------------------------------------------------------------------
 
+
 def _samm_workbook(root: Path) -> Path:
     exact = root / SAMM_XLSX
     if exact.is_file():
@@ -309,8 +344,10 @@ def _samm_workbook(root: Path) -> Path:
     others = sorted(root.glob("SAMM*Micro_FACS_Codes*.xlsx"))
     if len(others) == 1:
         return others[0]
-    raise DatasetError(f"SAMM: expected the annotation workbook {exact}; found "
-                       f"{', '.join(p.name for p in others) or 'no SAMM*Micro_FACS_Codes*.xlsx'}")
+    raise DatasetError(
+        f"SAMM: expected the annotation workbook {exact}; found "
+        f"{', '.join(p.name for p in others) or 'no SAMM*Micro_FACS_Codes*.xlsx'}"
+    )
 
 
 def read_samm(root: PathLike) -> list[MicroRecord]:
@@ -358,8 +395,10 @@ def _smic_base(root: Path) -> Path:
         return root / "HS"
     if root.is_dir() and any(_SMIC_SUBJECT.match(p.name) for p in root.iterdir() if p.is_dir()):
         return root
-    raise DatasetError(f"SMIC: expected {root / 'HS'} (or a folder of s1, s2, ... subject folders) holding "
-                       f"s<k>/micro/{{negative,positive,surprise}}/s<k>_<ne|po|sur>_<nn>/ frame folders")
+    raise DatasetError(
+        f"SMIC: expected {root / 'HS'} (or a folder of s1, s2, ... subject folders) holding "
+        f"s<k>/micro/{{negative,positive,surprise}}/s<k>_<ne|po|sur>_<nn>/ frame folders"
+    )
 
 
 def _smic_clip(emotion_dir: Path, clip: Path, subject_dir: Path) -> MicroRecord:
@@ -367,12 +406,21 @@ def _smic_clip(emotion_dir: Path, clip: Path, subject_dir: Path) -> MicroRecord:
     code = _SMIC_FOLDERS[emotion_dir.name.lower()]
     subject_number = int(_SMIC_SUBJECT.match(subject_dir.name).group(1))
     if match is None or int(match.group(1)) != subject_number or match.group(2).lower() != code:
-        raise DatasetError(f"SMIC: clip folder {clip} does not match its place; expected a name like "
-                           f"{subject_dir.name}_{code}_01")
+        raise DatasetError(
+            f"SMIC: clip folder {clip} does not match its place; expected a name like {subject_dir.name}_{code}_01"
+        )
     frames, numbers = _numbered_frames(clip, "SMIC")
-    return MicroRecord(sample_id=f"{subject_dir.name}/{clip.name}", subject=subject_dir.name, frames=frames,
-                       frame_numbers=numbers, onset=numbers[0], apex=None, offset=numbers[-1],
-                       emotion=code, dataset="smic")
+    return MicroRecord(
+        sample_id=f"{subject_dir.name}/{clip.name}",
+        subject=subject_dir.name,
+        frames=frames,
+        frame_numbers=numbers,
+        onset=numbers[0],
+        apex=None,
+        offset=numbers[-1],
+        emotion=code,
+        dataset="smic",
+    )
 
 
 def _smic_subject(subject_dir: Path) -> list[MicroRecord]:
@@ -383,8 +431,10 @@ def _smic_subject(subject_dir: Path) -> list[MicroRecord]:
     for emotion_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
         if emotion_dir.name.lower() not in _SMIC_FOLDERS:
             raise DatasetError(f"SMIC: unknown emotion folder {emotion_dir}; expected negative, positive or surprise")
-        records += [_smic_clip(emotion_dir, clip, subject_dir)
-                    for clip in sorted(p for p in emotion_dir.iterdir() if p.is_dir())]
+        records += [
+            _smic_clip(emotion_dir, clip, subject_dir)
+            for clip in sorted(p for p in emotion_dir.iterdir() if p.is_dir())
+        ]
     return records
 
 
@@ -407,12 +457,16 @@ def read_smic(root: PathLike) -> list[MicroRecord]:
             empty clip folder, or no samples at all.
     """
     base = _smic_base(Path(root))
-    subjects = sorted((p for p in base.iterdir() if p.is_dir() and _SMIC_SUBJECT.match(p.name)),
-                      key=lambda p: int(_SMIC_SUBJECT.match(p.name).group(1)))
+    subjects = sorted(
+        (p for p in base.iterdir() if p.is_dir() and _SMIC_SUBJECT.match(p.name)),
+        key=lambda p: int(_SMIC_SUBJECT.match(p.name).group(1)),
+    )
     records = [record for subject in subjects for record in _smic_subject(subject)]
     if not records:
-        raise DatasetError(f"SMIC: no micro-expression clips under {base}; expected "
-                           f"s<k>/micro/{{negative,positive,surprise}}/<clip>/ folders of frames")
+        raise DatasetError(
+            f"SMIC: no micro-expression clips under {base}; expected "
+            f"s<k>/micro/{{negative,positive,surprise}}/<clip>/ folders of frames"
+        )
     return records
 
 
@@ -429,12 +483,15 @@ def _casme3a_workbook(root: Path) -> Path:
     for folder in (root / "annotation", root):
         if (folder / CASME3A_XLSX).is_file():
             return folder / CASME3A_XLSX
-    found = sorted(root.glob("cas(me)3_part_A_ME_label_JpgIndex*.xlsx")) + \
-        sorted(root.glob("annotation/cas(me)3_part_A_ME_label_JpgIndex*.xlsx"))
+    found = sorted(root.glob("cas(me)3_part_A_ME_label_JpgIndex*.xlsx")) + sorted(
+        root.glob("annotation/cas(me)3_part_A_ME_label_JpgIndex*.xlsx")
+    )
     if found:
         return found[-1]
-    raise DatasetError(f"CAS(ME)^3 part A: expected {root / 'annotation' / CASME3A_XLSX} (the official "
-                       f".xlsx; the v1 .xls cannot be read - save it as .xlsx)")
+    raise DatasetError(
+        f"CAS(ME)^3 part A: expected {root / 'annotation' / CASME3A_XLSX} (the official "
+        f".xlsx; the v1 .xls cannot be read - save it as .xlsx)"
+    )
 
 
 def _casme3a_frame_root(root: Path) -> Path:
@@ -442,8 +499,10 @@ def _casme3a_frame_root(root: Path) -> Path:
         folder = root / rel
         if folder.is_dir() and any(p.name.startswith("spNO.") for p in folder.iterdir() if p.is_dir()):
             return folder
-    raise DatasetError(f"CAS(ME)^3 part A: no folder of spNO.<k> subjects under {root}; looked in "
-                       f"{', '.join(_CASME3A_FRAME_ROOTS)} for spNO.<k>/<seq>/color/<N>.jpg")
+    raise DatasetError(
+        f"CAS(ME)^3 part A: no folder of spNO.<k> subjects under {root}; looked in "
+        f"{', '.join(_CASME3A_FRAME_ROOTS)} for spNO.<k>/<seq>/color/<N>.jpg"
+    )
 
 
 def _casme3a_color_dir(frame_root: Path, ann: _Annotation) -> Path:
@@ -473,11 +532,20 @@ def _casme3a_record(ann: _Annotation, folder: Path, cache: _FolderCache) -> Micr
     last = next(n for n in (ann.offset, ann.apex, ann.onset) if n is not None)
     keep = [i for i, n in enumerate(numbers) if ann.onset <= n <= last]
     if not keep:
-        raise DatasetError(f"{ann.where}: no frames {ann.onset}..{last} in {folder} "
-                           f"(it holds {numbers[0]}..{numbers[-1]})")
-    return MicroRecord(sample_id=f"{ann.subject}/{ann.name}/{ann.onset}", subject=ann.subject,
-                       frames=tuple(frames[i] for i in keep), frame_numbers=tuple(numbers[i] for i in keep),
-                       onset=ann.onset, apex=ann.apex, offset=ann.offset, emotion=ann.emotion, dataset="casme3a")
+        raise DatasetError(
+            f"{ann.where}: no frames {ann.onset}..{last} in {folder} (it holds {numbers[0]}..{numbers[-1]})"
+        )
+    return MicroRecord(
+        sample_id=f"{ann.subject}/{ann.name}/{ann.onset}",
+        subject=ann.subject,
+        frames=tuple(frames[i] for i in keep),
+        frame_numbers=tuple(numbers[i] for i in keep),
+        onset=ann.onset,
+        apex=ann.apex,
+        offset=ann.offset,
+        emotion=ann.emotion,
+        dataset="casme3a",
+    )
 
 
 def read_casme3_part_a(root: PathLike) -> list[MicroRecord]:
@@ -525,10 +593,15 @@ COMPOSITE_MAPPING: dict[str, dict[str, int]] = {
 }
 """Native emotion -> MEGC2019 composite class (0 negative, 1 positive, 2 surprise), per dataset."""
 
-COMPOSITE_EXCLUDED: frozenset[tuple[str, str]] = frozenset({
-    ("casme2", "sub04/EP12_01f"), ("casme2", "sub05/EP09_05f"),
-    ("casme2", "sub24/EP07_01"), ("casme2", "sub24/EP07_04f"), ("casme2", "sub24/EP10_03"),
-})
+COMPOSITE_EXCLUDED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("casme2", "sub04/EP12_01f"),
+        ("casme2", "sub05/EP09_05f"),
+        ("casme2", "sub24/EP07_01"),
+        ("casme2", "sub24/EP07_04f"),
+        ("casme2", "sub24/EP10_03"),
+    }
+)
 """(dataset, native sample id) left out of the official MEGC2019 ground truth although their
 emotion maps to a class (two disgust, three surprise samples of CASME II)."""
 
@@ -585,8 +658,9 @@ def read_composite(roots: Mapping[str, PathLike]) -> list[MicroRecord]:
     """
     unknown = sorted(set(roots) - set(_COMPOSITE_PARTS))
     if unknown or not roots:
-        raise DatasetError(f"composite: expected roots for one or more of {', '.join(_COMPOSITE_PARTS)}, "
-                           f"got {sorted(roots) or 'none'}")
+        raise DatasetError(
+            f"composite: expected roots for one or more of {', '.join(_COMPOSITE_PARTS)}, got {sorted(roots) or 'none'}"
+        )
     records = []
     for name in _COMPOSITE_PARTS:
         if name in roots:
@@ -615,6 +689,7 @@ def read_micro(name: str, root: PathLike) -> list[MicroRecord]:
         return _READERS[name](root)
     roots = {part: root / part for part in _COMPOSITE_PARTS if (root / part).is_dir()}
     if not roots:
-        raise DatasetError(f"composite: {root} has none of the subfolders {', '.join(_COMPOSITE_PARTS)}; "
-                           f"expected at least one")
+        raise DatasetError(
+            f"composite: {root} has none of the subfolders {', '.join(_COMPOSITE_PARTS)}; expected at least one"
+        )
     return read_composite(roots)

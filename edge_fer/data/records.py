@@ -62,8 +62,10 @@ class MicroRecord:
 
     def __post_init__(self) -> None:
         if not self.frames or len(self.frames) != len(self.frame_numbers):
-            raise DatasetError(f"{self.dataset} {self.sample_id}: frames and frame numbers do not match "
-                               f"({len(self.frames)} paths, {len(self.frame_numbers)} numbers)")
+            raise DatasetError(
+                f"{self.dataset} {self.sample_id}: frames and frame numbers do not match "
+                f"({len(self.frames)} paths, {len(self.frame_numbers)} numbers)"
+            )
 
     def frame_path(self, number: int) -> Path:
         """Path of the frame with this frame number.
@@ -75,8 +77,10 @@ class MicroRecord:
             return self.frames[self.frame_numbers.index(number)]
         except ValueError:
             folder = self.frames[0].parent
-            raise DatasetError(f"{self.dataset} {self.sample_id}: frame {number} is not in {folder} "
-                               f"(frames {self.frame_numbers[0]}..{self.frame_numbers[-1]})") from None
+            raise DatasetError(
+                f"{self.dataset} {self.sample_id}: frame {number} is not in {folder} "
+                f"(frames {self.frame_numbers[0]}..{self.frame_numbers[-1]})"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ def loso_folds(subjects: Sequence[str]) -> list[Fold]:
 # k-fold
 # --------------------------------------------------------------------------------------
 
+
 def _stratified_assignment(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Fold of each sample: each class shuffled, classes laid end to end, dealt round-robin.
 
@@ -154,6 +155,7 @@ def kfold(labels: Sequence[int], k: int, *, seed: int, groups: Sequence[str] | N
 # train / validation
 # --------------------------------------------------------------------------------------
 
+
 def _class_val_count(n: int, val_fraction: float) -> int:
     """Validation samples of a class of ``n``: rounded share, at least 1 and at most n-1 (0 if n < 2)."""
     return 0 if n < 2 else min(max(int(np.floor(n * val_fraction + 0.5)), 1), n - 1)
@@ -163,7 +165,7 @@ def _stratified_val(labels: np.ndarray, val_fraction: float, rng: np.random.Gene
     picks = []
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
-        picks.append(members[:_class_val_count(len(members), val_fraction)])
+        picks.append(members[: _class_val_count(len(members), val_fraction)])
     val = np.concatenate(picks)
     if val.size == 0:  # only singleton classes: take one sample anyway
         val = rng.permutation(len(labels))[:1]
@@ -192,8 +194,7 @@ class _GroupPicker:
         return float(self.counts[self.chosen].sum())
 
 
-def _grouped_val(labels: np.ndarray, groups: np.ndarray, val_fraction: float,
-                 rng: np.random.Generator) -> np.ndarray:
+def _grouped_val(labels: np.ndarray, groups: np.ndarray, val_fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Whole groups for validation: first one per class (rarest class first), then more
     groups in seeded order until the validation share is reached."""
     group_of, counts = _group_histogram(labels, groups)
@@ -214,8 +215,9 @@ def _grouped_val(labels: np.ndarray, groups: np.ndarray, val_fraction: float,
     return np.flatnonzero(np.isin(group_of, picker.chosen))
 
 
-def train_val_split(labels: Sequence[int], *, val_fraction: float, seed: int,
-                    groups: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
+def train_val_split(
+    labels: Sequence[int], *, val_fraction: float, seed: int, groups: Sequence[str] | None = None
+) -> tuple[list[int], list[int]]:
     """Split a training set into train and validation indices, stratified by class.
 
     Without groups every class with two or more samples gets at least one validation

@@ -93,8 +93,11 @@ class ConvFeedForward(nn.Module):
     def __init__(self, dim: int, mult: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(dim, dim * mult, 1), nn.GELU(), nn.Dropout(dropout),
-            nn.Conv2d(dim * mult, dim, 1), nn.Dropout(dropout),
+            nn.Conv2d(dim, dim * mult, 1),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(dim * mult, dim, 1),
+            nn.Dropout(dropout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,8 +111,12 @@ class LocalTransformer(nn.Module):
         super().__init__()
         self.pos_emb = nn.Parameter(torch.randn(seq_len))
         self.layers = nn.ModuleList(
-            nn.ModuleList([PreNorm(dim, ConvAttention(dim, heads, dropout)),
-                           PreNorm(dim, ConvFeedForward(dim, mlp_mult, dropout))])
+            nn.ModuleList(
+                [
+                    PreNorm(dim, ConvAttention(dim, heads, dropout)),
+                    PreNorm(dim, ConvFeedForward(dim, mlp_mult, dropout)),
+                ]
+            )
             for _ in range(depth)
         )
 
@@ -191,7 +198,9 @@ class HTNet(nn.Module):
         fmap_size = image_size // patch_size
         top_blocks = 2 ** (num_hierarchies - 1)
         if fmap_size % top_blocks:
-            raise ValueError(f"a {fmap_size}x{fmap_size} patch grid cannot be split into {top_blocks}x{top_blocks} blocks")
+            raise ValueError(
+                f"a {fmap_size}x{fmap_size} patch grid cannot be split into {top_blocks}x{top_blocks} blocks"
+            )
         if isinstance(block_repeats, int):
             block_repeats = (block_repeats,) * num_hierarchies
         if len(block_repeats) != num_hierarchies:
@@ -208,12 +217,20 @@ class HTNet(nn.Module):
             is_last = index == num_hierarchies - 1
             dim_in = dims[index]
             dim_out = dim_in if is_last else dims[index + 1]
-            aggregate = nn.Identity() if is_last else nn.Sequential(
-                nn.Conv2d(dim_in, dim_out, 3, padding=1), ChannelLayerNorm(dim_out), nn.MaxPool2d(3, stride=2, padding=1)
+            aggregate = (
+                nn.Identity()
+                if is_last
+                else nn.Sequential(
+                    nn.Conv2d(dim_in, dim_out, 3, padding=1),
+                    ChannelLayerNorm(dim_out),
+                    nn.MaxPool2d(3, stride=2, padding=1),
+                )
             )
-            self.layers.append(nn.ModuleList([
-                LocalTransformer(dim_in, seq_len, repeats, heads * 2**index, mlp_mult, dropout), aggregate
-            ]))
+            self.layers.append(
+                nn.ModuleList(
+                    [LocalTransformer(dim_in, seq_len, repeats, heads * 2**index, mlp_mult, dropout), aggregate]
+                )
+            )
         self.mlp_head = nn.Sequential(ChannelLayerNorm(dims[-1]), _SpatialMean(), nn.Linear(dims[-1], num_classes))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -253,8 +270,9 @@ class HTNet(nn.Module):
             model.load_state_dict(cleaned, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
-            raise ArtifactError(f"official HTNet state dict does not fit the inferred config {config}: "
-                                f"{' '.join(first[:3])[:300]}") from None
+            raise ArtifactError(
+                f"official HTNet state dict does not fit the inferred config {config}: {' '.join(first[:3])[:300]}"
+            ) from None
         return model
 
 
@@ -270,8 +288,10 @@ def official_config_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, h
         embed = sd["to_patch_embedding.1.weight"]  # (dim, channels * p * p, 1, 1)
         head = sd["mlp_head.2.weight"]  # (num_classes, last_dim)
     except KeyError as exc:
-        raise ArtifactError(f"not an official HTNet state dict: key {exc.args[0]!r} is missing "
-                            "(expected to_patch_embedding.1.*, layers.*, mlp_head.*)") from None
+        raise ArtifactError(
+            f"not an official HTNet state dict: key {exc.args[0]!r} is missing "
+            "(expected to_patch_embedding.1.*, layers.*, mlp_head.*)"
+        ) from None
     level_keys = [re.match(r"layers\.(\d+)\.0\.layers\.(\d+)\.", k) for k in sd]
     levels: dict[int, set[int]] = {}
     for match in filter(None, level_keys):

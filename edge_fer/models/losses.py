@@ -54,8 +54,9 @@ class CompactSoftmaxCrossEntropy(nn.Module):
         label_smoothing: passed to the cross-entropy term.
     """
 
-    def __init__(self, weight: float = 0.1, *, separation_weight: float = 1.0, margin: float = 1.0,
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self, weight: float = 0.1, *, separation_weight: float = 1.0, margin: float = 1.0, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         if weight < 0 or separation_weight < 0 or margin < 0:
             raise ValueError("CS-CE weight, separation_weight and margin must be >= 0")

@@ -127,11 +127,13 @@ class ResNet18Trunk(nn.Module):
         ]
         if missing or unexpected or wrong_shape:
             details = "; ".join(
-                part for part in (
+                part
+                for part in (
                     f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}" if missing else "",
                     f"unexpected {unexpected[:3]}" if unexpected else "",
                     f"shape {wrong_shape[:2]}" if wrong_shape else "",
-                ) if part
+                )
+                if part
             )
             raise ArtifactError(
                 f"not a ResNet-18 state dict for this trunk (width {self.width}): {details}. "
