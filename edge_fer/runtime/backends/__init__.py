@@ -1,0 +1,77 @@
+"""Inference backends behind one small interface.
+
+A backend loads one model and runs it: ``infer({input_name: array}) -> {output_name: array}``.
+Each lives in its own module and imports its library only when opened, so an edge device
+needs just the one it uses; a missing library is a ``BackendError`` that says what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Union
+
+from edge_fer.errors import BackendError
+from edge_fer.runtime.backends.base import Backend
+
+__all__ = ["Backend", "BACKENDS", "available_backends", "open_backend"]
+
+ModelSource = Union[str, os.PathLike, bytes]
+
+# name -> (module, class, the Python package it needs, pip hint)
+BACKENDS = {
+    "openvino": ("edge_fer.runtime.backends.openvino_backend", "OpenVINOBackend", "openvino", "pip install openvino"),
+    "onnxruntime": (
+        "edge_fer.runtime.backends.onnxruntime_backend",
+        "OnnxRuntimeBackend",
+        "onnxruntime",
+        "pip install onnxruntime",
+    ),
+}
+# "auto" tries these in order: OpenVINO is the faster CPU runtime where both are installed.
+AUTO_ORDER = ("openvino", "onnxruntime")
+
+
+def available_backends() -> list[str]:
+    """Backends whose library is importable here."""
+    return [name for name, (_, _, package, _) in BACKENDS.items() if importlib.util.find_spec(package) is not None]
+
+
+def open_backend(
+    model: ModelSource,
+    *,
+    backend: str = "auto",
+    device: str | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
+) -> Backend:
+    """Load ``model`` (a path, or ONNX bytes) with a backend.
+
+    Args:
+        model: .onnx / .xml path or ONNX bytes.
+        backend: "auto", "openvino" or "onnxruntime".
+        device: backend device (OpenVINO "CPU", "GPU", "NPU"; ONNX Runtime an execution
+            provider such as "CPUExecutionProvider"); None picks the CPU.
+        threads: inference threads (None: the backend's default).
+        precision: OpenVINO inference precision hint ("f32", "f16", "bf16"); None keeps the
+            device default (bf16 on CPUs that have it).
+
+    Raises:
+        BackendError: unknown or uninstalled backend, or the model does not load.
+    """
+    if isinstance(model, (str, os.PathLike)) and not Path(model).is_file():
+        raise BackendError(f"model file {model} does not exist")
+    if backend == "auto":
+        names = [name for name in AUTO_ORDER if name in available_backends()]
+        if not names:
+            raise BackendError("no inference backend is installed: pip install openvino (or onnxruntime)")
+        backend = names[0]
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
+    module_name, class_name, package, hint = BACKENDS[backend]
+    if importlib.util.find_spec(package) is None:
+        raise BackendError(f"backend {backend!r} is not installed: {hint}")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(model, device=device, threads=threads, precision=precision)

@@ -1,0 +1,55 @@
+"""The interface every backend implements."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+
+import numpy as np
+
+from edge_fer.errors import BackendError
+
+__all__ = ["Backend"]
+
+
+class Backend(abc.ABC):
+    """One loaded model. Use as a context manager or call ``close()``.
+
+    Attributes:
+        name: backend name ("openvino", "onnxruntime", ...).
+        inputs: input name -> shape, None for a dynamic axis.
+        outputs: output names in the model's order.
+    """
+
+    name: str = ""
+    inputs: dict[str, tuple[int | None, ...]]
+    outputs: list[str]
+
+    @abc.abstractmethod
+    def _run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model; inputs are already checked."""
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on ``feed`` (every input, float32 arrays of matching rank/shape)."""
+        missing = set(self.inputs) - set(feed)
+        if missing:
+            raise BackendError(
+                f"{self.name}: missing input(s) {sorted(missing)}; the model takes {sorted(self.inputs)}"
+            )
+        for name, shape in self.inputs.items():
+            array = feed[name]
+            if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+                raise BackendError(
+                    f"{self.name}: input {name!r} expects shape "
+                    f"({', '.join('?' if s is None else str(s) for s in shape)}), got {array.shape}"
+                )
+        return self._run(feed)
+
+    def close(self) -> None:
+        """Release the model (idempotent)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

