@@ -1,0 +1,59 @@
+"""``edge-fer synth``: write the synthetic benchmark (SYNTHETIC data) in real dataset layouts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("synth", help="write the synthetic benchmark (DFEW or CASME II layout)")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    dfer = kinds.add_parser("dfer", help="7-class dynamic expressions in DFEW's layout (5 folds)")
+    dfer.add_argument("out", type=Path)
+    dfer.add_argument("--clips", type=int, default=700, help="number of videos (default 700)")
+    me = kinds.add_parser("me", help="3-class micro-expressions in CASME II's layout")
+    me.add_argument("out", type=Path)
+    me.add_argument("--subjects", type=int, default=16, help="number of subjects (default 16)")
+    me.add_argument("--clips-per-subject", type=int, default=9)
+    for sub in (dfer, me):
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--frame-size", type=int, default=160, help="frame side in pixels")
+        sub.add_argument("--workers", type=int, default=2, help="processes rendering videos")
+        sub.add_argument("--force", action="store_true", help="replace a synthetic set already in OUT")
+        sub.set_defaults(handler=run)
+
+
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\rrendering videos: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_fer.data.synth import write_dfer, write_micro
+
+    if args.kind == "dfer":
+        out = write_dfer(
+            args.out,
+            clips=args.clips,
+            seed=args.seed,
+            frame_size=args.frame_size,
+            workers=args.workers,
+            force=args.force,
+            progress=_progress,
+        )
+        print(f"wrote a SYNTHETIC DFER set ({args.clips} videos, DFEW layout, 5 folds) to {out}")
+    else:
+        out = write_micro(
+            args.out,
+            subjects=args.subjects,
+            clips_per_subject=args.clips_per_subject,
+            seed=args.seed,
+            frame_size=args.frame_size,
+            workers=args.workers,
+            force=args.force,
+            progress=_progress,
+        )
+        print(f"wrote a SYNTHETIC micro-expression set ({args.subjects} subjects, CASME II layout) to {out}")
+    return 0
