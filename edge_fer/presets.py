@@ -54,6 +54,9 @@ class Preprocessing:
         value_scale: divide raw 0-255 values by this first (255 gives 0..1, 1 keeps 0..255).
         mean: per-channel mean subtracted after scaling.
         std: per-channel standard deviation divided by after subtracting the mean.
+        patch_convention: HTNet only: how the four patches are cropped from the flow image
+            ("official": the official code's transposed crop; "xy": geometric). See
+            ``edge_fer.micro_input``.
     """
 
     input_size: tuple[int, int]
@@ -63,8 +66,13 @@ class Preprocessing:
     value_scale: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    patch_convention: str | None = None
 
     def __post_init__(self) -> None:
+        if self.patch_convention not in (None, "official", "xy"):
+            raise PresetError(
+                f"preprocessing: patch_convention must be 'official', 'xy' or None, got {self.patch_convention!r}"
+            )
         n = len(self.channels)
         if len(self.mean) != n or len(self.std) != n:
             raise PresetError(
@@ -130,6 +138,7 @@ class ModelPreset:
                 value_scale=float(pre["value_scale"]),
                 mean=tuple(float(v) for v in pre["mean"]),
                 std=tuple(float(v) for v in pre["std"]),
+                patch_convention=pre.get("patch_convention"),
             )
             return cls(
                 name=str(data["name"]),
@@ -140,8 +149,9 @@ class ModelPreset:
                 description=str(data.get("description", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise PresetError(f"malformed preset record ({type(exc).__name__}: {exc}); "
-                              "expected the output of ModelPreset.to_dict()") from None
+            raise PresetError(
+                f"malformed preset record ({type(exc).__name__}: {exc}); expected the output of ModelPreset.to_dict()"
+            ) from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -158,14 +168,24 @@ def _tupled(value: Any) -> Any:
 
 
 _RGB_112 = Preprocessing(
-    input_size=(112, 112), clip_len=16, fps=8.0, channels=("R", "G", "B"),
-    value_scale=255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    input_size=(112, 112),
+    clip_len=16,
+    fps=8.0,
+    channels=("R", "G", "B"),
+    value_scale=255.0,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
 )
 # Official HTNet input: a 28x28 optical-flow image (u, v, optical strain), each channel
 # min-max normalised to 0..255 and fed raw, without mean/std.
 _FLOW_28 = Preprocessing(
-    input_size=(28, 28), clip_len=1, fps=None, channels=("u", "v", "strain"),
-    value_scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+    input_size=(28, 28),
+    clip_len=1,
+    fps=None,
+    channels=("u", "v", "strain"),
+    value_scale=1.0,
+    mean=(0.0, 0.0, 0.0),
+    std=(1.0, 1.0, 1.0),
 )
 
 PRESETS: dict[str, ModelPreset] = {
@@ -191,7 +211,7 @@ PRESETS: dict[str, ModelPreset] = {
             name="htnet_official",
             family="htnet",
             classes=MICRO_CLASSES,
-            preprocessing=_FLOW_28,
+            preprocessing=dataclasses.replace(_FLOW_28, patch_convention="official"),
             arch=dict(patch_size=7, dim=256, heads=3, num_hierarchies=3, block_repeats=(2, 2, 10), mlp_mult=4),
             description="HTNet exactly as the official code builds it (loads its state dicts), ~140M parameters",
         ),
@@ -199,9 +219,9 @@ PRESETS: dict[str, ModelPreset] = {
             name="htnet_light",
             family="htnet",
             classes=MICRO_CLASSES,
-            preprocessing=_FLOW_28,
+            preprocessing=dataclasses.replace(_FLOW_28, patch_convention="xy"),
             arch=dict(patch_size=7, dim=64, heads=2, num_hierarchies=3, block_repeats=(1, 1, 2), mlp_mult=2),
-            description="the official architecture at a quarter of the width and 4 blocks instead of 14 (~1.6M parameters), for CPUs",
+            description="official architecture, quarter width, 4 blocks instead of 14 (~1.6M params), for CPUs",
         ),
     )
 }
