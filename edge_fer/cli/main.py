@@ -12,12 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from edge_fer import __version__
-from edge_fer.cli import presets_cmd
+from edge_fer.cli import eval_cmd, presets_cmd, synth_cmd
 from edge_fer.errors import EdgeFerError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = (presets_cmd,)
+SUBCOMMANDS = (synth_cmd, eval_cmd, presets_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,206 @@
+"""Training end to end on small synthetic sets: run files, exact resume, eval, LOSO."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from edge_fer.data.synth import write_dfer, write_micro
+from edge_fer.models.checkpoint import load_model, read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def train_stt(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "train.stt", *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def dfer(tmp_path_factory):
+    return write_dfer(tmp_path_factory.mktemp("dfer"), clips=35, seed=1, workers=2)
+
+
+STT_ARGS = ["--dataset", "dfew", "--fold", "2", "--epochs", "3", "--batch-size", "4", "--workers", "0"]
+
+
+def test_stt_run_folder(dfer, tmp_path):
+    run = tmp_path / "run"
+    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    assert {"best.pt", "last.pt", "metrics.json", "log.jsonl", "confusion.png"} <= {p.name for p in run.iterdir()}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"] == "synthetic" and metrics["split"] == "test" and metrics["fold"] == 2
+    assert {"uar", "war", "per_class_recall", "confusion_matrix"} <= set(metrics)
+    assert sum(map(sum, metrics["confusion_matrix"])) == 7  # fold 2's test videos
+    assert len((run / "log.jsonl").read_text().splitlines()) == 3
+    model, preset, payload = load_model(run / "best.pt")  # weights_only loading
+    assert preset.name == "stt_tiny" and payload["dataset"]["fold"] == 2
+    assert model(model.example_input("full", 1)).shape == (1, 7)
+    # A second run into the same folder needs --resume or --force.
+    again = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(run))
+    assert again.returncode == 1 and "--resume" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_killed_run_resumes_to_the_same_result(dfer, tmp_path):
+    reference = tmp_path / "reference"
+    assert train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(reference)).returncode == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "train.stt", *STT_ARGS, "--root", str(dfer), "--out", str(killed)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = killed / "log.jsonl"
+    deadline = time.time() + 300
+    while not (log.exists() and log.read_text().count("\n") >= 1) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the second epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
+
+    resumed = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    ours = json.loads((killed / "metrics.json").read_text())
+    theirs = json.loads((reference / "metrics.json").read_text())
+    assert ours == theirs
+    a, b = read_checkpoint(killed / "best.pt")["state_dict"], read_checkpoint(reference / "best.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_eval_cli_reproduces_the_training_metrics(dfer, tmp_path):
+    run = tmp_path / "run"
+    assert train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(run)).returncode == 0
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_fer",
+            "eval",
+            "--checkpoint",
+            str(run / "best.pt"),
+            "--dataset",
+            "dfew",
+            "--root",
+            str(dfer),
+            "--fold",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert report["uar"] == metrics["uar"] and report["confusion_matrix"] == metrics["confusion_matrix"]
+    assert report["data"] == "synthetic"
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_fer",
+            "eval",
+            "--checkpoint",
+            str(tmp_path / "nope.pt"),
+            "--dataset",
+            "dfew",
+            "--root",
+            str(dfer),
+            "--fold",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
+    assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_single_frame_baseline_trains(dfer, tmp_path):
+    run = tmp_path / "frame"
+    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(run), "--single-frame")
+    assert result.returncode == 0, result.stderr
+    _, _, payload = load_model(run / "best.pt")
+    assert payload["model_kind"] == "frame_baseline"
+
+
+def test_htnet_loso_run(tmp_path):
+    root = write_micro(tmp_path / "me", subjects=3, clips_per_subject=6, seed=2, workers=2)
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.htnet",
+            "--dataset",
+            "casme2",
+            "--root",
+            str(root),
+            "--loso",
+            "--epochs",
+            "3",
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["protocol"] == "loso" and metrics["folds"] == 3 and metrics["samples"] == 18
+    assert {"uf1", "uar"} <= set(metrics)
+    assert sorted(p.name for p in (run / "folds").iterdir()) == ["sub01", "sub02", "sub03"]
+    assert not list((run / "folds").rglob("*.pt"))  # fold models are not kept
+    model, preset, _ = load_model(run / "best.pt")
+    assert preset.classes == ("negative", "positive", "surprise")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run(dfer, tmp_path):
+    """torchrun with two CPU processes (gloo): the same script, one run folder."""
+    run = tmp_path / "ddp"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            "-m",
+            "train.stt",
+            *STT_ARGS,
+            "--root",
+            str(dfer),
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {"best.pt", "last.pt", "metrics.json"} <= {p.name for p in run.iterdir()}
+    assert len((run / "log.jsonl").read_text().splitlines()) == 3

@@ -1,0 +1,253 @@
+"""Train HTNet on micro-expressions, evaluated leave-one-subject-out (LOSO).
+
+    python -m train.htnet --dataset casme2 --root CASME2 --loso --preset htnet_light --out runs/htnet
+
+Reads top to bottom: flags -> records and cached flow features (computed once) -> for each
+held-out subject: train on the other subjects with a validation split carved from them
+(never from the held-out subject, unlike the official code), keep the best epoch on
+validation, predict the held-out subject -> UF1/UAR on the predictions pooled over all
+folds (MEGC2019) -> a final model trained on every subject, the one to deploy (best.pt).
+
+Labels: the MEGC2019 composite classes (negative, positive, surprise) by default;
+``--classes native`` keeps the dataset's own emotions (samples of unmapped emotions are
+dropped in composite mode). Official HTNet setting: ``--preset htnet_official --lr 5e-5
+--batch-size 256 --epochs 800``; the defaults suit the light preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
+from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
+from edge_fer.data.splits import loso_folds, train_val_split
+from edge_fer.data.torch_dataset import MicroDataset
+from edge_fer.errors import PresetError
+from edge_fer.fileio import atomic_output
+from edge_fer.metrics import classification_report
+from edge_fer.models import build_model
+from edge_fer.models.checkpoint import load_model
+from edge_fer.presets import MICRO_CLASSES, get_preset
+from train.common import (
+    TrainConfig,
+    fit,
+    pick_device,
+    predict,
+    prepare_run_dir,
+    progress_bar,
+    run_script,
+    setup_distributed,
+    write_metrics,
+)
+
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.htnet", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True, choices=sorted(MICRO_DATASETS))
+    p.add_argument(
+        "--root", required=True, type=Path, help="dataset folder (composite: a folder holding casme2/, samm/, smic/)"
+    )
+    p.add_argument(
+        "--loso",
+        action="store_true",
+        help="leave-one-subject-out evaluation (otherwise: only the "
+        "final model, validated on a held-out part of the subjects)",
+    )
+    p.add_argument("--classes", choices=("composite", "native"), default="composite")
+    p.add_argument("--preset", default="htnet_light")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--val-fraction", type=float, default=0.15, help="of the training subjects' samples")
+    p.add_argument("--flow", choices=("farneback", "dis"), default="farneback")
+    p.add_argument(
+        "--patches", choices=("xy", "official"), default=None, help="patch crop convention (default: the preset's)"
+    )
+    p.add_argument("--cache", type=Path, help="flow feature cache (default: OUT/cache)")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (finished folds are kept)")
+    p.add_argument("--force", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ddp = setup_distributed()
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer="adamw",
+        weight_decay=args.weight_decay,
+        warmup_epochs=min(5.0, args.epochs / 10),
+        workers=args.workers,
+        seed=args.seed,
+        device=args.device,
+        amp=not args.no_amp,
+    )
+    torch.manual_seed(config.seed)
+    if ddp.main:
+        prepare_run_dir(args.out, resume=args.resume, force=args.force)
+    log = print if ddp.main else (lambda *_: None)
+
+    # Records and labels.
+    preset = get_preset(args.preset)
+    if preset.family != "htnet":
+        raise PresetError(f"preset {args.preset!r} is a {preset.family} preset; train.htnet needs an HTNet preset")
+    records = read_micro(args.dataset, args.root)
+    if args.classes == "composite":
+        classes = MICRO_CLASSES
+        labelled = [(r, composite_label(r)) for r in records]
+        labelled = [(r, y) for r, y in labelled if y is not None]
+    else:
+        classes = MICRO_DATASETS[args.dataset].classes
+        labelled = [(r, classes.index(r.emotion)) for r in records]
+    records = [r for r, _ in labelled]
+    labels = np.array([y for _, y in labelled], dtype=np.int64)
+    subjects = [r.subject for r in records]
+    preset = preset.with_classes(classes)
+    convention = args.patches or preset.preprocessing.patch_convention or "xy"
+    synthetic = (args.root / SYNTHETIC_MARKER).exists()
+
+    # Flow features, computed once and cached.
+    features = compute_micro_features(
+        records,
+        cache_dir=args.cache or args.out / "cache",
+        config=MicroFeatureConfig(method=args.flow, convention=convention),
+        progress=_progress("flow features") if ddp.main else None,
+    )
+    log(
+        f"train.htnet: {preset.name} on {args.dataset}{' (SYNTHETIC)' if synthetic else ''}: {len(records)} samples, "
+        f"{len(set(subjects))} subjects, classes {classes}; apex spotted for {int(features.apex_spotted.sum())}, "
+        f"no face found in {int((~features.face_found).sum())}"
+    )
+    meta = {
+        "dataset": {
+            "name": args.dataset,
+            "root": str(args.root),
+            "synthetic": synthetic,
+            "classes": args.classes,
+            "samples": len(records),
+        },
+        "features": {"flow": args.flow, "patches": convention},
+    }
+
+    def train_on(indices: np.ndarray, run_dir: Path) -> dict:
+        train_idx, val_idx = train_val_split(
+            labels[indices].tolist(),
+            val_fraction=args.val_fraction,
+            seed=config.seed,
+            groups=[subjects[i] for i in indices],
+        )
+        train_idx, val_idx = indices[train_idx], indices[val_idx]
+        flip = convention == "xy"
+        train_set = MicroDataset(
+            features.images[train_idx], labels[train_idx], preset.preprocessing, train=True, seed=config.seed, flip=flip
+        )
+        val_set = MicroDataset(features.images[val_idx], labels[val_idx], preset.preprocessing, train=False)
+        torch.manual_seed(config.seed)
+        return fit(
+            build_model(preset),
+            train_set=train_set,
+            val_set=val_set,
+            preset=preset,
+            kind="htnet",
+            config=config,
+            run_dir=run_dir,
+            loss_fn=torch.nn.CrossEntropyLoss(),
+            select="uf1",
+            meta=meta,
+            resume=args.resume,
+            ddp=ddp,
+            log=lambda *_: None,
+        )
+
+    device = pick_device(config.device, ddp)
+    summary: dict = {
+        "data": "synthetic" if synthetic else "real",
+        "dataset": args.dataset,
+        "model": "htnet",
+        "preset": preset.name,
+        "protocol": "loso" if args.loso else "none",
+    }
+    if args.loso:
+        pooled_targets, pooled_predictions = [], []
+        for fold in progress_bar(loso_folds(subjects), desc="LOSO folds"):
+            fold_dir = args.out / "folds" / _safe(fold.name)
+            done = fold_dir / "predictions.json"
+            if not (args.resume and done.exists()):
+                fold_dir.mkdir(parents=True, exist_ok=True)
+                train_on(np.array(fold.train), fold_dir)
+                if ddp.main:
+                    model, _, _ = load_model(fold_dir / "best.pt")
+                    test_set = MicroDataset(
+                        features.images[list(fold.test)], labels[list(fold.test)], preset.preprocessing, train=False
+                    )
+                    targets, predictions, _ = predict(
+                        model.to(device),
+                        torch.utils.data.DataLoader(test_set, batch_size=config.batch_size),
+                        device,
+                        amp=config.amp,
+                    )
+                    with atomic_output(done, force=True) as tmp:
+                        tmp.write_text(
+                            json.dumps(
+                                {"subject": fold.name, "targets": targets.tolist(), "predictions": predictions.tolist()}
+                            )
+                        )
+                    for name in ("best.pt", "last.pt"):  # fold models are for evaluation only
+                        (fold_dir / name).unlink(missing_ok=True)
+            if ddp.main:
+                result = json.loads(done.read_text())
+                pooled_targets += result["targets"]
+                pooled_predictions += result["predictions"]
+                log(
+                    f"  fold {fold.name}: {sum(t == p for t, p in zip(result['targets'], result['predictions']))}"
+                    f"/{len(result['targets'])} correct"
+                )
+        if ddp.main:
+            summary.update(classification_report(pooled_targets, pooled_predictions, classes))
+            summary["folds"] = len(set(subjects))
+
+    # The model to deploy: trained on every subject (validation carved from them).
+    best_val = train_on(np.arange(len(records)), args.out)
+    if not ddp.main:
+        return 0
+    summary["final_model_val"] = {k: best_val.get(k) for k in ("uf1", "uar", "war")}
+    if not args.loso:
+        summary.update({k: best_val[k] for k in ("uf1", "uar", "war", "confusion_matrix", "classes")})
+        summary["split"] = "validation (no LOSO requested)"
+    protocol = "LOSO" if args.loso else "val"
+    title = f"htnet {preset.name}, {args.dataset} {protocol}{' (SYNTHETIC data)' if synthetic else ''}"
+    write_metrics(args.out, summary, title=title)
+    log(json.dumps({k: summary.get(k) for k in ("data", "dataset", "protocol", "uf1", "uar")}))
+    return 0
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def _progress(desc: str):
+    def report(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{desc}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    return report
+
+
+if __name__ == "__main__":
+    run_script(main, "train.htnet")

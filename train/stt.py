@@ -1,0 +1,185 @@
+"""Train STT on a dynamic facial expression dataset.
+
+    python -m train.stt --dataset dfew --root DFEW --fold 1 --preset stt_tiny --epochs 30 --out runs/stt
+
+Reads top to bottom: flags -> data (test fold from the dataset's split files, validation
+carved from the training part) -> model -> ``fit`` (model selection on validation only) ->
+test-fold metrics of the selected model. Multi-GPU: ``torchrun --nproc_per_node N -m train.stt ...``.
+
+Paper settings (stt_base on DFEW): ``--optimizer sgd --lr 0.01 --weight-decay 1e-4
+--batch-size 32 --epochs 100`` with an MS-Celeb-1M ResNet-18 (``--pretrained``).
+The defaults here are tuned for training from scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from edge_fer.data.dfer import DFER_DATASETS, read_dfer
+from edge_fer.data.splits import train_val_split
+from edge_fer.data.torch_dataset import ClipDataset, FrameDataset
+from edge_fer.errors import PresetError
+from edge_fer.models import CompactSoftmaxCrossEntropy, build_model
+from edge_fer.models.baseline import FrameBaseline
+from edge_fer.models.checkpoint import load_model
+from edge_fer.presets import get_preset
+from train.common import (
+    TrainConfig,
+    evaluate,
+    fit,
+    pick_device,
+    prepare_run_dir,
+    run_script,
+    setup_distributed,
+    write_metrics,
+)
+
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.stt", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True, choices=sorted(DFER_DATASETS))
+    p.add_argument("--root", required=True, type=Path, help="dataset folder in its original layout")
+    p.add_argument("--fold", type=int, default=1, help="test fold (DFEW/MAFW 1-5; AFEW/FERV39k have one split)")
+    p.add_argument("--preset", default="stt_tiny")
+    p.add_argument("--out", required=True, type=Path, help="run folder (best.pt, last.pt, metrics.json, ...)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=16, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--cs-ce-weight", type=float, default=0.1, help="compact softmax CE weight (0: plain CE)")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="of the training part, for model selection")
+    p.add_argument("--pretrained", type=Path, help="ResNet-18 weights (torchvision key names) for the trunk")
+    p.add_argument(
+        "--single-frame",
+        action="store_true",
+        help="train the single-frame baseline (same trunk, one frame) instead of STT",
+    )
+    p.add_argument("--workers", type=int, default=1, help="data loading processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--force", action="store_true", help="start over in a non-empty --out")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ddp = setup_distributed()
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        cs_ce_weight=args.cs_ce_weight,
+        workers=args.workers,
+        seed=args.seed,
+        device=args.device,
+        amp=not args.no_amp,
+    )
+    torch.manual_seed(config.seed)
+    if ddp.main:
+        prepare_run_dir(args.out, resume=args.resume, force=args.force)
+
+    # Data: the dataset's own train/test split; validation is carved from train.
+    info = DFER_DATASETS[args.dataset]
+    preset = get_preset(args.preset)
+    if preset.family != "stt":
+        raise PresetError(f"preset {args.preset!r} is a {preset.family} preset; train.stt needs an STT preset")
+    preset = preset.with_classes(info.classes)
+    train_records = read_dfer(args.dataset, args.root, fold=args.fold, split="train")
+    test_records = read_dfer(args.dataset, args.root, fold=args.fold, split="test")
+    train_idx, val_idx = train_val_split(
+        [r.label for r in train_records], val_fraction=args.val_fraction, seed=config.seed
+    )
+    dataset_cls = FrameDataset if args.single_frame else ClipDataset
+    train_set = dataset_cls([train_records[i] for i in train_idx], preset.preprocessing, train=True, seed=config.seed)
+    val_set = dataset_cls([train_records[i] for i in val_idx], preset.preprocessing, train=False, seed=config.seed)
+    test_set = dataset_cls(test_records, preset.preprocessing, train=False, seed=config.seed)
+    synthetic = (args.root / SYNTHETIC_MARKER).exists()
+
+    # Model.
+    kind = "frame_baseline" if args.single_frame else "stt"
+    model = FrameBaseline.from_preset(preset) if args.single_frame else build_model(preset)
+    if args.pretrained:
+        trunk = model.trunk if args.single_frame else model.backbone.trunk
+        trunk.load_torchvision_state_dict(torch.load(args.pretrained, map_location="cpu", weights_only=True))
+    loss_fn = CompactSoftmaxCrossEntropy(config.cs_ce_weight, label_smoothing=config.label_smoothing)
+    meta = {
+        "dataset": {
+            "name": args.dataset,
+            "root": str(args.root),
+            "fold": args.fold,
+            "synthetic": synthetic,
+            "train": len(train_set),
+            "val": len(val_set),
+            "test": len(test_set),
+        }
+    }
+    log = print if ddp.main else (lambda *_: None)
+    log(
+        f"train.stt: {kind} {preset.name} on {args.dataset}{' (SYNTHETIC)' if synthetic else ''} fold {args.fold}: "
+        f"{len(train_set)} train / {len(val_set)} val / {len(test_set)} test clips"
+    )
+
+    best_val = fit(
+        model,
+        train_set=train_set,
+        val_set=val_set,
+        preset=preset,
+        kind=kind,
+        config=config,
+        run_dir=args.out,
+        loss_fn=loss_fn,
+        select="uar",
+        meta=meta,
+        resume=args.resume,
+        ddp=ddp,
+        log=log,
+    )
+    if not ddp.main:
+        return 0
+
+    # Test fold, with the model selected on validation.
+    best, _, checkpoint = load_model(args.out / "best.pt")
+    device = pick_device(config.device, ddp)
+    report = evaluate(
+        best.to(device),
+        test_set,
+        preset.classes,
+        device,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        amp=config.amp,
+    )
+    summary = {
+        "data": "synthetic" if synthetic else "real",
+        "dataset": args.dataset,
+        "fold": args.fold,
+        "split": "test",
+        "model": kind,
+        "preset": preset.name,
+        "selected_epoch": checkpoint["epoch"] + 1,
+        **report,
+        "val": {k: best_val.get(k) for k in ("uar", "war", "uf1")},
+    }
+    label = f"{kind} {preset.name}, {args.dataset} fold {args.fold} test{' (SYNTHETIC data)' if synthetic else ''}"
+    write_metrics(args.out, summary, title=label)
+    log(json.dumps({k: summary[k] for k in ("data", "dataset", "fold", "model", "uar", "war", "selected_epoch")}))
+    return 0
+
+
+if __name__ == "__main__":
+    run_script(main, "train.stt")
