@@ -1,25 +1,126 @@
-"""Evaluate a trained model on a dataset split (``edge-fer eval``).
+"""Evaluate a trained model - a checkpoint or an exported artifact - on a dataset split.
 
-The data are prepared exactly as at training time (test-mode clip sampling and resize for
-DFER; cached flow features for micro-expressions), and the metrics are the training
-scripts' (``edge_fer.metrics``). Checkpoints need torch; this module imports it lazily.
+``edge-fer eval``. The data are prepared exactly as at training time (test-mode clip
+sampling and resize for DFER; cached flow features for micro-expressions) and the metrics
+are the training scripts' (``edge_fer.metrics``). Checkpoints need torch (imported lazily);
+artifacts run through the runtime backends and need no torch, and are verified against
+their sidecar before use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_fer.errors import DatasetError
+from edge_fer.errors import ArtifactError, DatasetError
 from edge_fer.metrics import classification_report
-from edge_fer.presets import MICRO_CLASSES
+from edge_fer.presets import MICRO_CLASSES, ModelPreset
 
-__all__ = ["evaluate_checkpoint"]
+__all__ = ["evaluate", "evaluate_checkpoint", "evaluate_artifact", "eval_batches"]
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
+ARTIFACT_SUFFIXES = (".onnx", ".xml", ".engine")
+
+
+def evaluate(model_path: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """``evaluate_artifact`` for .onnx/.xml/.engine files, ``evaluate_checkpoint`` otherwise."""
+    if Path(model_path).suffix.lower() in ARTIFACT_SUFFIXES:
+        return evaluate_artifact(model_path, **kwargs)
+    kwargs.pop("backend", None)
+    return evaluate_checkpoint(model_path, **kwargs)
+
+
+def eval_batches(
+    preset: ModelPreset,
+    *,
+    dataset: str,
+    root: str | Path,
+    fold: int | None = None,
+    split: str = "test",
+    subjects: Sequence[str] | None = None,
+    cache: str | Path | None = None,
+    flow: dict | None = None,
+    single_frame: bool = False,
+    batch_size: int = 16,
+) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """Batches of (float32 model inputs, labels) of a dataset split, and a description of it."""
+    from edge_fer.data.dfer import DFER_DATASETS, read_dfer
+    from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
+    from edge_fer.data.sampling import eval_transform, load_frames, sample_indices, to_model_input
+
+    root = Path(root)
+    info: dict[str, Any] = {"data": "synthetic" if (root / SYNTHETIC_MARKER).exists() else "real", "dataset": dataset}
+    pre = preset.preprocessing
+    if dataset in DFER_DATASETS:
+        if preset.family != "stt":
+            raise DatasetError(f"{dataset} is a dynamic-expression dataset but the model is {preset.family}")
+        if tuple(DFER_DATASETS[dataset].classes) != tuple(preset.classes):
+            raise DatasetError(f"the model predicts {preset.classes}, {dataset} has {DFER_DATASETS[dataset].classes}")
+        records = read_dfer(dataset, root, fold=fold, split=split)
+        info.update(fold=fold, split=split)
+        segments = pre.clip_len // 2
+
+        def clip(record) -> np.ndarray:
+            count = len(record.frames)
+            indices = (
+                np.array([count // 2])
+                if single_frame
+                else sample_indices(count, segments=segments, per_segment=pre.clip_len // segments, train=False)
+            )
+            frames = eval_transform(load_frames(record.frames, indices, source=f"video {record.video_id}"), pre)
+            return frames[0] if single_frame else frames
+
+        def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for start in range(0, len(records), batch_size):
+                chunk = records[start : start + batch_size]
+                yield np.stack([clip(r) for r in chunk]), np.array([r.label for r in chunk])
+
+        return batches(), info
+    if dataset in MICRO_DATASETS:
+        from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
+
+        if preset.family != "htnet":
+            raise DatasetError(f"{dataset} is a micro-expression dataset but the model is {preset.family}")
+        records = read_micro(dataset, root)
+        if subjects:
+            records = [r for r in records if r.subject in set(subjects)]
+        composite = tuple(preset.classes) == MICRO_CLASSES
+        labelled = [
+            (
+                r,
+                composite_label(r)
+                if composite
+                else (preset.classes.index(r.emotion) if r.emotion in preset.classes else None),
+            )
+            for r in records
+        ]
+        labelled = [(r, y) for r, y in labelled if y is not None]
+        flow = flow or {}
+        config = MicroFeatureConfig(
+            method=flow.get("flow", "farneback"), convention=flow.get("patches", pre.patch_convention or "xy")
+        )
+        features = compute_micro_features(
+            [r for r, _ in labelled], config=config, cache_dir=cache or tempfile.mkdtemp(prefix="edge-fer-flow-")
+        )
+        inputs = to_model_input(features.images, pre)
+        labels = np.array([y for _, y in labelled], dtype=np.int64)
+        info["subjects"] = sorted({r.subject for r, _ in labelled})
+        return iter(
+            [(inputs[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(labels), batch_size)]
+        ), info
+    known = ", ".join(sorted({**DFER_DATASETS, **MICRO_DATASETS}))
+    raise DatasetError(f"unknown dataset {dataset!r}; known: {known}")
+
+
+def _report(targets: list, predictions: list, classes: Sequence[str], info: dict, **extra: Any) -> dict[str, Any]:
+    report = classification_report(
+        np.concatenate(targets) if targets else [], np.concatenate(predictions) if predictions else [], classes
+    )
+    return {**info, **extra, **report}
 
 
 def evaluate_checkpoint(
@@ -40,85 +141,100 @@ def evaluate_checkpoint(
     those of ``subjects`` (labels mapped to the composite classes when the model has them).
     """
     import torch
-    from torch.utils.data import DataLoader
 
     from edge_fer.models.checkpoint import load_model
-    from train.common import predict
 
     model, preset, payload = load_model(checkpoint)
-    root = Path(root)
-    torch_device = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    torch_device = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
     )
-    data, targets_info = _dataset(
-        preset, payload, dataset, root, fold, split, subjects, cache or Path(checkpoint).parent / "cache"
+    model = model.to(torch_device).eval()
+    batches, info = eval_batches(
+        preset,
+        dataset=dataset,
+        root=root,
+        fold=fold,
+        split=split,
+        subjects=subjects,
+        cache=cache or Path(checkpoint).parent / "cache",
+        flow=payload.get("features"),
+        single_frame=payload["model_kind"] == "frame_baseline",
+        batch_size=batch_size,
     )
-    targets, predictions, _ = predict(model.to(torch_device), DataLoader(data, batch_size=batch_size), torch_device)
-    report = classification_report(targets, predictions, preset.classes)
-    return {
-        "data": "synthetic" if (root / SYNTHETIC_MARKER).exists() else "real",
-        "dataset": dataset,
-        "checkpoint": str(checkpoint),
-        "model": payload["model_kind"],
-        "preset": preset.name,
-        **targets_info,
-        **report,
-    }
+    targets, predictions = [], []
+    with torch.no_grad():
+        for inputs, labels in batches:
+            predictions.append(model(torch.from_numpy(inputs).to(torch_device)).argmax(1).cpu().numpy())
+            targets.append(labels)
+    return _report(
+        targets,
+        predictions,
+        preset.classes,
+        info,
+        checkpoint=str(checkpoint),
+        model=payload["model_kind"],
+        preset=preset.name,
+    )
 
 
-def _dataset(
-    preset,
-    payload: dict,
+def evaluate_artifact(
+    artifact: str | Path,
+    *,
     dataset: str,
-    root: Path,
-    fold: int | None,
-    split: str,
-    subjects: Sequence[str] | None,
-    cache: str | Path,
-):
-    from edge_fer.data.dfer import DFER_DATASETS, read_dfer
-    from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
-    from edge_fer.data.torch_dataset import ClipDataset, FrameDataset, MicroDataset
+    root: str | Path,
+    fold: int | None = None,
+    split: str = "test",
+    subjects: Sequence[str] | None = None,
+    cache: str | Path | None = None,
+    batch_size: int = 16,
+    backend: str = "auto",
+    device: str | None = None,
+    precision: str | None = None,
+) -> dict[str, Any]:
+    """Metrics of an exported full-model artifact, run by a runtime backend (no torch).
 
-    if dataset in DFER_DATASETS:
-        if preset.family != "stt":
-            raise DatasetError(
-                f"{dataset} is a dynamic-expression dataset but the checkpoint is a {preset.family} model"
-            )
-        if tuple(DFER_DATASETS[dataset].classes) != tuple(preset.classes):
-            raise DatasetError(
-                f"the checkpoint predicts {preset.classes}, {dataset} has {DFER_DATASETS[dataset].classes}"
-            )
-        records = read_dfer(dataset, root, fold=fold, split=split)
-        cls = FrameDataset if payload["model_kind"] == "frame_baseline" else ClipDataset
-        return cls(records, preset.preprocessing, train=False), {"fold": fold, "split": split}
-    if dataset in MICRO_DATASETS:
-        from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
+    The artifact is verified against its sidecar first. OpenVINO runs ``precision`` (None:
+    f32 for FP32/INT8 artifacts - the device default would be bf16 on CPUs that have it).
+    """
+    from edge_fer.artifacts import read_artifact
+    from edge_fer.runtime.backends import open_backend
 
-        if preset.family != "htnet":
-            raise DatasetError(f"{dataset} is a micro-expression dataset but the checkpoint is a {preset.family} model")
-        records = read_micro(dataset, root)
-        if subjects:
-            records = [r for r in records if r.subject in set(subjects)]
-        composite = tuple(preset.classes) == MICRO_CLASSES
-        labelled = [
-            (
-                r,
-                composite_label(r)
-                if composite
-                else (preset.classes.index(r.emotion) if r.emotion in preset.classes else None),
-            )
-            for r in records
-        ]
-        labelled = [(r, y) for r, y in labelled if y is not None]
-        trained_with = payload.get("features", {})  # the flow settings the model was trained on
-        config = MicroFeatureConfig(
-            method=trained_with.get("flow", "farneback"),
-            convention=trained_with.get("patches", preset.preprocessing.patch_convention or "xy"),
+    meta = read_artifact(artifact)
+    if meta.part != "full":
+        raise ArtifactError(f"{artifact} is the {meta.part} part of a model; evaluate the full model")
+    if meta.model_kind not in ("stt", "htnet"):
+        raise ArtifactError(f"{artifact} holds a {meta.model_kind} model")
+    preset = meta.preset
+    if precision is None and backend in ("auto", "openvino"):
+        precision = "f32"
+    with open_backend(artifact, backend=backend, device=device, precision=precision) as runner:
+        input_name = next(iter(meta.inputs))
+        output_name = next(iter(meta.outputs))
+        batches, info = eval_batches(
+            preset,
+            dataset=dataset,
+            root=root,
+            fold=fold,
+            split=split,
+            subjects=subjects,
+            cache=cache,
+            flow=meta.meta.get("features"),
+            batch_size=batch_size,
         )
-        features = compute_micro_features([r for r, _ in labelled], cache_dir=cache, config=config)
-        labels = np.array([y for _, y in labelled], dtype=np.int64)
-        return MicroDataset(features.images, labels, preset.preprocessing, train=False), {
-            "subjects": sorted({r.subject for r, _ in labelled})
-        }
-    raise DatasetError(f"unknown dataset {dataset!r}; known: {', '.join(sorted({**DFER_DATASETS, **MICRO_DATASETS}))}")
+        targets, predictions = [], []
+        for inputs, labels in batches:
+            logits = runner.infer({input_name: inputs})[output_name]
+            predictions.append(logits.argmax(1))
+            targets.append(labels)
+        backend_name = runner.name
+    return _report(
+        targets,
+        predictions,
+        preset.classes,
+        info,
+        artifact=str(artifact),
+        backend=backend_name,
+        precision=meta.precision,
+        quantization=meta.meta.get("quantization", {}).get("method"),
+        preset=preset.name,
+    )

@@ -1,4 +1,4 @@
-"""``edge-fer eval``: metrics of a checkpoint on a dataset split, as JSON."""
+"""``edge-fer eval``: metrics of a checkpoint or an exported artifact on a dataset split, as JSON."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from edge_fer.errors import DatasetError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval", help="evaluate a checkpoint on a dataset (prints JSON metrics)")
-    parser.add_argument("--checkpoint", required=True, type=Path, help="RUN/best.pt")
+    parser = subparsers.add_parser("eval", help="evaluate a checkpoint or artifact on a dataset (JSON metrics)")
+    parser.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="model",
+        required=True,
+        type=Path,
+        help="RUN/best.pt, or an exported model.onnx / model.xml / model.engine",
+    )
     parser.add_argument(
         "--dataset", required=True, help="dfew, afew, ferv39k, mafw, casme2, samm, smic, casme3a, composite"
     )
@@ -21,16 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--subjects", nargs="*", help="micro-expressions: only these subjects (default all)")
     parser.add_argument("--cache", type=Path, help="micro-expressions: flow feature cache folder")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--backend", default="auto", help="artifacts: auto, openvino, onnxruntime")
+    parser.add_argument("--device", default=None, help="torch device for checkpoints, backend device for artifacts")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_fer.evaluation import evaluate_checkpoint
+    from edge_fer.evaluation import evaluate_artifact, evaluate_checkpoint
 
-    report = evaluate_checkpoint(
-        args.checkpoint,
+    common = dict(
         dataset=args.dataset,
         root=args.root,
         fold=args.fold,
@@ -38,8 +45,13 @@ def run(args: argparse.Namespace) -> int:
         subjects=args.subjects,
         cache=args.cache,
         batch_size=args.batch_size,
-        device=args.device,
     )
+    if args.model.suffix.lower() in (".onnx", ".xml", ".engine"):
+        report = evaluate_artifact(args.model, backend=args.backend, device=args.device, **common)
+    else:
+        report = evaluate_checkpoint(args.model, device=args.device or "auto", **common)
+    if report["samples"] == 0:
+        raise DatasetError("no samples to evaluate")
     text = json.dumps(report, indent=2)
     if args.out:
         from edge_fer.fileio import atomic_output
@@ -47,6 +59,4 @@ def run(args: argparse.Namespace) -> int:
         with atomic_output(args.out, force=True) as tmp:
             tmp.write_text(text + "\n")
     print(text)
-    if report["samples"] == 0:
-        raise DatasetError("no samples to evaluate")
     return 0

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from edge_fer import __version__
-from edge_fer.cli import eval_cmd, presets_cmd, synth_cmd
+from edge_fer.cli import eval_cmd, inspect_cmd, presets_cmd, synth_cmd
+from edge_fer.cli.args import Parser
 from edge_fer.errors import EdgeFerError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run_tool"]
 
-SUBCOMMANDS = (synth_cmd, eval_cmd, presets_cmd)
+SUBCOMMANDS = (synth_cmd, eval_cmd, inspect_cmd, presets_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="edge-fer",
         description="Video facial-expression recognition from workstation training to INT8 on the edge.",
     )
@@ -46,6 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edge-fer {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def run_tool(entry: Callable[[], int], prog: str) -> None:
+    """Run a ``python -m`` tool's entry point: user errors become one line and exit code 1."""
+    try:
+        sys.exit(entry())
+    except EdgeFerError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 from edge_fer.errors import DatasetError
 from edge_fer.presets import Preprocessing
 
-__all__ = ["sample_indices", "load_frames", "train_transform", "eval_transform", "normalise"]
+__all__ = ["sample_indices", "load_frames", "train_transform", "eval_transform", "normalise", "to_model_input"]
 
 
 def sample_indices(
@@ -114,3 +114,16 @@ def normalise(frames_bgr: np.ndarray, pre: Preprocessing) -> np.ndarray:
     rgb = frames_bgr[..., ::-1].astype(np.float32) / pre.value_scale
     rgb = (rgb - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))
+
+
+def to_model_input(images: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """uint8 images as the data pipeline makes them -> float32 model input.
+
+    RGB presets: (N, T, H, W, 3) BGR clips -> (N, T, 3, H, W). Other presets (HTNet's flow
+    images): (N, H, W, C) -> (N, C, H, W), scaled and normalised per channel.
+    """
+    if tuple(pre.channels) == ("R", "G", "B"):
+        return np.stack([normalise(clip, pre) for clip in images]).astype(np.float32)
+    x = images.astype(np.float32) / pre.value_scale
+    x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -183,12 +183,18 @@ def intensity_profile(profile: str, length: int, rng: np.random.Generator) -> np
     raise ValueError(f"unknown profile {profile!r}")
 
 
-def displacement_field(deformation: str, size: int) -> np.ndarray:
-    """(S, S, 2) displacement (pixels) of a face square at full intensity."""
+def displacement_field(
+    deformation: str, size: int, landmarks: dict[str, tuple[float, float]] | None = None
+) -> np.ndarray:
+    """(S, S, 2) displacement (pixels) of a face square at full intensity.
+
+    ``landmarks`` (fractions of the square) default to the LFW crops' ``FACE_LANDMARKS``.
+    """
+    landmarks = landmarks or FACE_LANDMARKS
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     field = np.zeros((size, size, 2), np.float32)
     for landmark, (dx, dy), sigma in DEFORMATIONS[deformation]:
-        cx, cy = FACE_LANDMARKS[landmark]
+        cx, cy = landmarks[landmark]
         weight = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
         field[..., 0] += weight * dx * size
         field[..., 1] += weight * dy * size

@@ -47,14 +47,21 @@ class ClipDataset(_Records):
     """DFER clips -> ((T, 3, H, W) float32 tensor, label)."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self._item(index, self.train)
+
+    def eval_item(self, index: int) -> tuple[torch.Tensor, int]:
+        """The clip as evaluation makes it (centred sampling, resize), even in a training set."""
+        return self._item(index, False)
+
+    def _item(self, index: int, train: bool) -> tuple[torch.Tensor, int]:
         record = self.records[index]
         rng = self.rng(index)
         segments = self.pre.clip_len // 2
         indices = sample_indices(
-            len(record.frames), segments=segments, per_segment=self.pre.clip_len // segments, train=self.train, rng=rng
+            len(record.frames), segments=segments, per_segment=self.pre.clip_len // segments, train=train, rng=rng
         )
         frames = load_frames(record.frames, indices, source=f"video {record.video_id}")
-        clip = train_transform(frames, self.pre, rng) if self.train else eval_transform(frames, self.pre)
+        clip = train_transform(frames, self.pre, rng) if train else eval_transform(frames, self.pre)
         return torch.from_numpy(clip), record.label
 
 

@@ -86,6 +86,10 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelPreset, dict[st
     payload = read_checkpoint(path)
     preset = ModelPreset.from_dict(payload["preset"])
     model = build_for_kind(payload["model_kind"], preset)
+    if payload.get("qat"):  # a quantization-aware-trained model: re-insert its quantizers first
+        from calibration.qat import restore_qat
+
+        model = restore_qat(model, payload["qat"], preset)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
