@@ -26,14 +26,13 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from edge_fer.errors import ArtifactError, EdgeFerError, OutputExistsError
+from edge_fer.errors import ArtifactError, OutputExistsError
 from edge_fer.fileio import atomic_output
 from edge_fer.metrics import classification_report
 from edge_fer.models.checkpoint import read_checkpoint, save_checkpoint
 from edge_fer.presets import ModelPreset
 
 __all__ = [
-    "run_script",
     "TrainConfig",
     "Distributed",
     "setup_distributed",
@@ -207,8 +206,11 @@ def evaluate(
     amp: bool = True,
 ) -> dict[str, Any]:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    targets, predictions, _ = predict(model, loader, device, amp=amp)
-    return classification_report(targets, predictions, classes)
+    targets, predictions, probabilities = predict(model, loader, device, amp=amp)
+    report = classification_report(targets, predictions, classes)
+    if len(targets):  # mean cross-entropy: breaks ties between epochs of equal accuracy
+        report["loss"] = float(-np.log(np.maximum(probabilities[np.arange(len(targets)), targets], 1e-12)).mean())
+    return report
 
 
 def _train_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, device, config, epoch) -> dict[str, float]:
@@ -313,7 +315,10 @@ def fit(
         report = evaluate(
             model, val_set, preset.classes, device, batch_size=config.batch_size, workers=config.workers, amp=config.amp
         )
-        improved = report[select] > best_score
+        # Best = highest validation metric; among equals, the lowest validation loss.
+        improved = report[select] > best_score or (
+            report[select] == best_score and report.get("loss", 0.0) < best_report.get("loss", float("inf"))
+        )
         if improved:
             best_score, best_report = report[select], report
             save_checkpoint(
@@ -401,12 +406,3 @@ def write_metrics(run_dir: Path, report: dict[str, Any], *, title: str) -> None:
     with atomic_output(run_dir / "confusion.png", force=True) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-
-
-def run_script(main: Callable[[], int], prog: str) -> None:
-    """Run a training entry point: user errors become one line on stderr and exit code 1."""
-    try:
-        sys.exit(main())
-    except EdgeFerError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        sys.exit(1)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge_fer.cli.args import Parser
 from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
 from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
 from edge_fer.data.splits import loso_folds, train_val_split
@@ -41,7 +42,6 @@ from train.common import (
     predict,
     prepare_run_dir,
     progress_bar,
-    run_script,
     setup_distributed,
     write_metrics,
 )
@@ -50,7 +50,7 @@ SYNTHETIC_MARKER = "SYNTHETIC.txt"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.htnet", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m train.htnet", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, choices=sorted(MICRO_DATASETS))
     p.add_argument(
         "--root", required=True, type=Path, help="dataset folder (composite: a folder holding casme2/, samm/, smic/)"
@@ -250,4 +250,6 @@ def _progress(desc: str):
 
 
 if __name__ == "__main__":
-    run_script(main, "train.htnet")
+    from edge_fer.cli.main import run_tool
+
+    run_tool(main, "train.htnet")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from edge_fer.cli.args import Parser
 from edge_fer.data.dfer import DFER_DATASETS, read_dfer
 from edge_fer.data.splits import train_val_split
 from edge_fer.data.torch_dataset import ClipDataset, FrameDataset
@@ -33,7 +34,6 @@ from train.common import (
     fit,
     pick_device,
     prepare_run_dir,
-    run_script,
     setup_distributed,
     write_metrics,
 )
@@ -42,7 +42,7 @@ SYNTHETIC_MARKER = "SYNTHETIC.txt"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.stt", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m train.stt", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, choices=sorted(DFER_DATASETS))
     p.add_argument("--root", required=True, type=Path, help="dataset folder in its original layout")
     p.add_argument("--fold", type=int, default=1, help="test fold (DFEW/MAFW 1-5; AFEW/FERV39k have one split)")
@@ -50,14 +50,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path, help="run folder (best.pt, last.pt, metrics.json, ...)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 1e-5 with --qat)")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--warmup-epochs", type=float, default=None, help="default 1 (0 with --qat)")
     p.add_argument("--cs-ce-weight", type=float, default=0.1, help="compact softmax CE weight (0: plain CE)")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--val-fraction", type=float, default=0.1, help="of the training part, for model selection")
     p.add_argument("--pretrained", type=Path, help="ResNet-18 weights (torchvision key names) for the trunk")
+    p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the model in --from (INT8)")
+    p.add_argument("--from", dest="from_checkpoint", type=Path, help="with --qat: the trained float checkpoint")
+    p.add_argument("--calib-samples", type=int, default=64, help="with --qat: clips to initialise quantizers")
+    p.add_argument(
+        "--qat-target",
+        choices=("openvino", "tensorrt"),
+        default="openvino",
+        help="with --qat: INT8 grid of the runtime (tensorrt: signed activations everywhere)",
+    )
     p.add_argument(
         "--single-frame",
         action="store_true",
@@ -75,13 +84,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ddp = setup_distributed()
+    if args.qat and (args.from_checkpoint is None or args.single_frame):
+        raise PresetError("--qat fine-tunes a trained STT: give its checkpoint with --from RUN/best.pt")
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
+        lr=args.lr or (1e-5 if args.qat else 1e-3),
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs,
+        warmup_epochs=args.warmup_epochs if args.warmup_epochs is not None else (0.0 if args.qat else 1.0),
         label_smoothing=args.label_smoothing,
         cs_ce_weight=args.cs_ce_weight,
         workers=args.workers,
@@ -110,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     test_set = dataset_cls(test_records, preset.preprocessing, train=False, seed=config.seed)
     synthetic = (args.root / SYNTHETIC_MARKER).exists()
 
-    # Model.
+    # Model: new, or (QAT) the trained one with INT8 fake-quantizers initialised on training clips.
     kind = "frame_baseline" if args.single_frame else "stt"
     model = FrameBaseline.from_preset(preset) if args.single_frame else build_model(preset)
+    if args.qat:
+        model, preset = _prepare_qat(args.from_checkpoint, train_set, args.calib_samples, config.seed, args.qat_target)
     if args.pretrained:
         trunk = model.trunk if args.single_frame else model.backbone.trunk
         trunk.load_torchvision_state_dict(torch.load(args.pretrained, map_location="cpu", weights_only=True))
@@ -128,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             "test": len(test_set),
         }
     }
+    if args.qat:
+        from calibration.qat import qat_state
+
+        meta.update(qat=qat_state(model), qat_from=str(args.from_checkpoint), qat_target=args.qat_target)
     log = print if ddp.main else (lambda *_: None)
     log(
         f"train.stt: {kind} {preset.name} on {args.dataset}{' (SYNTHETIC)' if synthetic else ''} fold {args.fold}: "
@@ -169,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset,
         "fold": args.fold,
         "split": "test",
-        "model": kind,
+        "model": kind + (f" QAT ({args.qat_target} INT8 fake-quant)" if args.qat else ""),
         "preset": preset.name,
         "selected_epoch": checkpoint["epoch"] + 1,
         **report,
@@ -181,5 +198,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _prepare_qat(checkpoint: Path, train_set: ClipDataset, samples: int, seed: int, target: str):
+    """The float model of ``checkpoint`` with INT8 fake-quantizers initialised on training clips."""
+    import numpy as np
+
+    from calibration.qat import prepare_qat, quantizer_summary
+
+    model, preset, payload = load_model(checkpoint)
+    if payload["model_kind"] != "stt" or payload.get("qat"):
+        raise PresetError(f"{checkpoint} is not a float STT checkpoint")
+    picks = np.random.default_rng(seed).permutation(len(train_set))[:samples]
+    clips = np.stack([train_set.eval_item(int(i))[0].numpy() for i in picks])
+    model = prepare_qat(model, clips, target=target)
+    print(f"train.stt: QAT from {checkpoint}: quantizers {quantizer_summary(model)}")
+    return model, preset
+
+
 if __name__ == "__main__":
-    run_script(main, "train.stt")
+    from edge_fer.cli.main import run_tool
+
+    run_tool(main, "train.stt")
