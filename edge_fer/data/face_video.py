@@ -32,7 +32,7 @@ from edge_fer.data.synth import DFER_SCHEME, displacement_field, intensity_profi
 from edge_fer.errors import DatasetError
 from edge_fer.fileio import atomic_output
 
-__all__ = ["PHOTOS", "FacePhoto", "load_photo", "write_face_video"]
+__all__ = ["PHOTOS", "FacePhoto", "load_photo", "write_face_video", "write_crowd_video"]
 
 # Five landmarks (RetinaFace order, photo pixels) of the shipped photos, measured once with
 # RetinaFace; fixed here so videos do not depend on which detector is installed.
@@ -258,3 +258,77 @@ def _paste(frame: np.ndarray, track: _Track, curves, index: int, centre, face_he
     if visible_w < 0.5 * (x2 - x1):  # mostly outside the frame: not a face to find
         return None
     return max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+
+
+def write_crowd_video(
+    path: str | os.PathLike,
+    *,
+    faces: int = 1,
+    seconds: float = 20.0,
+    fps: float = 25.0,
+    size: tuple[int, int] = (640, 360),
+    seed: int = 0,
+    force: bool = False,
+) -> dict:
+    """Write an MP4 with ``faces`` real faces in view the whole time (for speed benchmarks).
+
+    Faces sit on a grid, drift and zoom gently and change expression; the two shipped
+    photos alternate (mirrored on every second use). Returns the script as ``write_face_video``.
+    """
+    if not 1 <= faces <= 9:
+        raise DatasetError(f"faces must be 1..9, got {faces}")
+    path = Path(path)
+    width, height = size
+    frames = int(round(seconds * fps))
+    rng = np.random.default_rng(seed)
+    columns = int(np.ceil(np.sqrt(faces)))
+    rows = int(np.ceil(faces / columns))
+    cell_w, cell_h = width / columns, height / rows
+    tracks = []
+    for index in range(faces):
+        photo = load_photo(("astronaut", "grace_hopper")[index % 2])
+        if (index // 2) % 2:
+            photo = FacePhoto(
+                photo.name,
+                np.ascontiguousarray(photo.sprite[:, ::-1]),
+                np.ascontiguousarray(photo.mask[:, ::-1]),
+                photo.landmarks,  # fields are symmetric enough for a benchmark video
+            )
+        side = photo.sprite.shape[0]
+        tracks.append(
+            _Track(photo, {d: displacement_field(d, side, photo.landmarks) for d in ("smile", "frown", "open")})
+        )
+    expressions = [_expression_curves(frames, fps, rng) for _ in tracks]
+    phases = rng.uniform(0, 2 * np.pi, size=(faces, 3))
+    background = _background(width, height, rng)
+    truth = []
+    with atomic_output(path, force=force) as tmp:
+        video_tmp = tmp.with_suffix(".mp4")
+        writer = cv2.VideoWriter(str(video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        try:
+            if not writer.isOpened():
+                raise DatasetError("OpenCV cannot write MP4 here (no mp4v encoder)")
+            for index in range(frames):
+                t = index / fps
+                frame = background.astype(np.float32).copy()
+                present = []
+                for face_id, track in enumerate(tracks):
+                    row, column = divmod(face_id, columns)
+                    cx = (column + 0.5) * cell_w + 0.12 * cell_w * np.sin(0.5 * t + phases[face_id, 0])
+                    cy = (row + 0.5) * cell_h + 0.08 * cell_h * np.sin(0.4 * t + phases[face_id, 1])
+                    face_h = min(cell_w, cell_h) * (0.6 + 0.1 * np.sin(0.3 * t + phases[face_id, 2]))
+                    box = _paste(frame, track, expressions[face_id], index, (cx, cy), face_h)
+                    if box is not None:
+                        present.append({"id": face_id, "box": [round(v, 1) for v in box]})
+                noise = rng.normal(0, 2.0, frame.shape)
+                writer.write(np.clip(frame + noise, 0, 255).astype(np.uint8))
+                truth.append(present)
+            writer.release()
+            os.replace(video_tmp, tmp)
+        finally:
+            writer.release()
+            video_tmp.unlink(missing_ok=True)
+    script = {"fps": fps, "frames": frames, "size": [width, height], "faces": faces, "truth": truth}
+    with atomic_output(path.with_name(path.name + ".truth.json"), force=True) as tmp:
+        tmp.write_text(json.dumps(script))
+    return script

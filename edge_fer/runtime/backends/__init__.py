@@ -29,9 +29,17 @@ BACKENDS = {
         "onnxruntime",
         "pip install onnxruntime",
     ),
+    "tensorrt": (
+        "edge_fer.runtime.backends.tensorrt_backend",
+        "TensorRTBackend",
+        "tensorrt",
+        "TensorRT comes with JetPack on a Jetson (python3-libnvinfer); on x86 GPUs pip install tensorrt",
+    ),
 }
-# "auto" tries these in order: OpenVINO is the faster CPU runtime where both are installed.
+# "auto" picks by file type: an engine needs TensorRT, IR needs OpenVINO; ONNX tries these in
+# order (OpenVINO is the faster CPU runtime where both are installed).
 AUTO_ORDER = ("openvino", "onnxruntime")
+BY_SUFFIX = {".engine": ("tensorrt",), ".plan": ("tensorrt",), ".xml": ("openvino",)}
 
 
 def available_backends() -> list[str]:
@@ -46,17 +54,20 @@ def open_backend(
     device: str | None = None,
     threads: int | None = None,
     precision: str | None = None,
+    static_shapes: bool = False,
 ) -> Backend:
     """Load ``model`` (a path, or ONNX bytes) with a backend.
 
     Args:
         model: .onnx / .xml path or ONNX bytes.
-        backend: "auto", "openvino" or "onnxruntime".
+        backend: "auto" (by file type), "openvino", "onnxruntime" or "tensorrt".
         device: backend device (OpenVINO "CPU", "GPU", "NPU"; ONNX Runtime an execution
             provider such as "CPUExecutionProvider"); None picks the CPU.
         threads: inference threads (None: the backend's default).
         precision: OpenVINO inference precision hint ("f32", "f16", "bf16"); None keeps the
             device default (bf16 on CPUs that have it).
+        static_shapes: OpenVINO compiles the model for each input shape it meets (faster
+            where shapes rarely change, such as a detector on one camera); others ignore it.
 
     Raises:
         BackendError: unknown or uninstalled backend, or the model does not load.
@@ -64,9 +75,12 @@ def open_backend(
     if isinstance(model, (str, os.PathLike)) and not Path(model).is_file():
         raise BackendError(f"model file {model} does not exist")
     if backend == "auto":
-        names = [name for name in AUTO_ORDER if name in available_backends()]
+        suffix = "" if isinstance(model, bytes) else Path(model).suffix.lower()
+        wanted = BY_SUFFIX.get(suffix, AUTO_ORDER)
+        names = [name for name in wanted if name in available_backends()]
         if not names:
-            raise BackendError("no inference backend is installed: pip install openvino (or onnxruntime)")
+            hint = BACKENDS[wanted[0]][3] if len(wanted) == 1 else "pip install openvino (or onnxruntime)"
+            raise BackendError(f"no backend that runs {suffix or 'this model'} is installed: {hint}")
         backend = names[0]
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
@@ -74,4 +88,6 @@ def open_backend(
     if importlib.util.find_spec(package) is None:
         raise BackendError(f"backend {backend!r} is not installed: {hint}")
     cls = getattr(importlib.import_module(module_name), class_name)
+    if backend == "openvino":
+        return cls(model, device=device, threads=threads, precision=precision, static_shapes=static_shapes)
     return cls(model, device=device, threads=threads, precision=precision)

@@ -24,6 +24,7 @@ class OpenVINOBackend(Backend):
         device: str | None = None,
         threads: int | None = None,
         precision: str | None = None,
+        static_shapes: bool = False,
     ) -> None:
         core = ov.Core()
         device = device or "CPU"
@@ -40,6 +41,10 @@ class OpenVINOBackend(Backend):
             raise BackendError(
                 f"openvino cannot load the model on {device}: {str(exc).strip().splitlines()[0][:200]}"
             ) from None
+        # Static shapes: the CPU plugin runs a model compiled for one input shape about twice as
+        # fast as a dynamic one (measured on the face detector), so recompile per input shape.
+        self._static = {} if static_shapes else None
+        self._core, self._network, self._device, self._config = core, network, device, config
         self.inputs = {
             port.get_any_name(): tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
             for port in self.compiled.inputs
@@ -47,11 +52,26 @@ class OpenVINOBackend(Backend):
         self.outputs = [port.get_any_name() for port in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
 
+    def _request_for(self, feed: Mapping[str, np.ndarray]):
+        if self._static is None:
+            return self.request
+        key = tuple((name, feed[name].shape) for name in self.inputs)
+        if key not in self._static:
+            if len(self._static) >= 4:  # a camera has one frame size; do not grow without bound
+                self._static.pop(next(iter(self._static)))
+            network = self._network.clone()
+            network.reshape({name: list(shape) for name, shape in key})
+            self._static[key] = self._core.compile_model(network, self._device, self._config).create_infer_request()
+        return self._static[key]
+
     def _run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = self.request.infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
+        request = self._request_for(feed)
+        result = request.infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
         # copy: the request reuses its output buffers on the next call
         return {port.get_any_name(): np.array(value) for port, value in result.items()}
 
     def close(self) -> None:
         self.request = None
         self.compiled = None
+        self._static = {} if self._static is not None else None
+        self._network = None

@@ -1,0 +1,138 @@
+"""Where results go: a JSONL events file, an annotated MP4, an overlay window.
+
+The events file is written one whole line at a time and flushed, so it is valid JSONL at
+any moment a run is stopped. The MP4 is written under a temporary name and renamed when
+the run ends, so the named file is never a half-written video.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_fer.errors import BackendError
+from edge_fer.fileio import check_writable
+
+__all__ = ["EventLog", "Recorder", "Display", "draw_overlay"]
+
+
+class EventLog:
+    """Append events as JSON lines. ``write`` never raises for a full/unwritable disk: it
+    warns once (``failed`` holds the reason) and the run goes on."""
+
+    def __init__(self, path: str | os.PathLike, *, force: bool = False) -> None:
+        self.path = Path(path)
+        check_writable(self.path, force=force)
+        self.file = open(self.path, "w", encoding="utf-8")
+        self.count = 0
+        self.failed: str | None = None
+
+    def write(self, event: dict[str, Any]) -> None:
+        if self.failed:
+            return
+        try:
+            self.file.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self.file.flush()
+            self.count += 1
+        except OSError as exc:
+            self.failed = f"events file {self.path}: {exc.strerror or exc}"
+
+    def close(self) -> None:
+        if self.file.closed:
+            return
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as exc:
+            self.failed = self.failed or f"events file {self.path}: {exc.strerror or exc}"
+        finally:
+            self.file.close()
+
+
+class Recorder:
+    """Annotated MP4 (mp4v), opened on the first frame; renamed into place on ``close``."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, *, force: bool = False) -> None:
+        self.path = Path(path)
+        check_writable(self.path, force=force)
+        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        self.fps = fps if fps > 0 else 25.0
+        self.writer: cv2.VideoWriter | None = None
+        self.frames = 0
+        self.failed: str | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.failed:
+            return
+        if self.writer is None:
+            height, width = frame.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            if not self.writer.isOpened():
+                self.failed = f"cannot write video {self.path} (no mp4v encoder or unwritable folder)"
+                return
+        self.writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.release()
+        self.writer = None
+        try:
+            if self.frames and self.partial.stat().st_size > 0:
+                os.replace(self.partial, self.path)
+            else:
+                self.partial.unlink(missing_ok=True)
+        except OSError as exc:
+            self.failed = self.failed or f"video {self.path}: {exc.strerror or exc}"
+
+
+class Display:
+    """An OpenCV window; needs the GUI build of OpenCV (the headless one has no windows)."""
+
+    def __init__(self, title: str = "edge-fer") -> None:
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise BackendError(
+                "--display needs OpenCV with GUI support (pip install 'opencv-python<5' instead of the headless "
+                "build, or JetPack's OpenCV); use --headless"
+            ) from None
+
+    def show(self, frame: np.ndarray) -> bool:
+        """Show a frame; False when the user pressed q or Esc."""
+        cv2.imshow(self.title, frame)
+        return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)
+
+
+_COLOURS = [(86, 180, 233), (230, 159, 0), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167)]
+
+
+def draw_overlay(frame: np.ndarray, faces: list[dict[str, Any]], status: str = "") -> np.ndarray:
+    """Boxes, track IDs and labels drawn on a copy of the frame.
+
+    ``faces``: dicts with ``track``, ``box`` and optionally ``label``, ``score``, ``micro``.
+    """
+    out = frame.copy()
+    for face in faces:
+        colour = _COLOURS[face["track"] % len(_COLOURS)]
+        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
+        text = f"#{face['track']}"
+        if face.get("label"):
+            text += f" {face['label']} {face.get('score', 0.0):.2f}"
+        if face.get("micro"):
+            text += f" | micro: {face['micro']}"
+        cv2.putText(out, text, (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    if status:
+        cv2.putText(out, status, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

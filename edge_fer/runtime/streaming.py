@@ -1,0 +1,338 @@
+"""Streaming clip classification: per-track clip buffers, cached frame tokens, scheduled head.
+
+STT splits into a per-frame backbone (face crop -> spatial tokens) and a clip head (16
+frames of tokens -> logits). A video model that recomputed 16 frames for every label would
+be 16x slower than it needs to be; here each face crop goes through the backbone at most
+once (batched across faces, only for frames a clip actually samples) and its tokens are
+cached in the track's buffer; the head runs every ``stride`` frames per face. Both parts
+come from the same checkpoint, so head(backbone(frames)) is the full model (tested).
+
+An artifact without its backbone/head pair still works: the full model then runs on the
+buffered crops, which costs the whole clip per label.
+
+Clips are made the way calibration and evaluation make them (``runtime.clips.window_clip``):
+the last ``clip_len / fps`` seconds of the track, sampled to ``clip_len`` frames whatever
+the camera's frame rate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_fer.artifacts import Artifact, read_artifact
+from edge_fer.data.sampling import normalise
+from edge_fer.errors import ArtifactError
+from edge_fer.presets import ModelPreset
+from edge_fer.runtime.backends import open_backend
+from edge_fer.runtime.clips import window_clip
+
+__all__ = ["ExpressionModel", "ClipBuffer", "Smoother", "StreamingClassifier", "find_pair", "softmax"]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def find_pair(artifact: Path) -> tuple[Path, Path] | None:
+    """The backbone/head files exported beside a full model, if there are any.
+
+    Naming, as the exporters write it: ``DIR/model.xml`` -> ``DIR/backbone.xml`` +
+    ``DIR/head.xml`` (OpenVINO); ``X.onnx`` -> ``X.backbone.onnx`` + ``X.head.onnx``.
+    """
+    if artifact.suffix == ".xml":
+        candidates = (artifact.with_name("backbone.xml"), artifact.with_name("head.xml"))
+    else:
+        candidates = (
+            artifact.with_name(f"{artifact.stem}.backbone{artifact.suffix}"),
+            artifact.with_name(f"{artifact.stem}.head{artifact.suffix}"),
+        )
+    return candidates if all(c.is_file() for c in candidates) else None
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """An artifact path; a folder means its ``model.xml`` (OpenVINO export folder) or only .onnx."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.xml", "model.onnx"):
+            if (path / name).is_file():
+                return path / name
+        raise ArtifactError(f"{path} is a folder without model.xml or model.onnx; pass the artifact file")
+    return path
+
+
+class ExpressionModel:
+    """An exported STT model run by a backend, as a streaming pair when the pair is there.
+
+    Args:
+        path: the full model's artifact (ONNX, OpenVINO IR or TensorRT engine) or its folder.
+        backend, device, threads, precision: as ``open_backend``.
+        streaming: use the backbone/head pair when present (default); False forces the full model.
+
+    Raises:
+        ArtifactError: not an STT artifact, corrupt, or a pair that does not match the model.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        backend: str = "auto",
+        device: str | None = None,
+        threads: int | None = None,
+        precision: str | None = None,
+        streaming: bool = True,
+    ) -> None:
+        self.path = resolve_model_path(path)
+        self.artifact = read_artifact(self.path)
+        if self.artifact.model_kind == "htnet":
+            raise ArtifactError(
+                f"{self.path} is an HTNet micro-expression model; pass it as --micro-model, and an STT model as --model"
+            )
+        if self.artifact.model_kind != "stt":
+            raise ArtifactError(f"{self.path} holds a {self.artifact.model_kind} model, not an STT expression model")
+        if self.artifact.part != "full":
+            raise ArtifactError(f"{self.path} is the {self.artifact.part} part; pass the full model (model.xml/.onnx)")
+        self.preset: ModelPreset = self.artifact.preset
+        self.classes = list(self.preset.classes)
+        options = dict(backend=backend, device=device, threads=threads, precision=precision)
+        pair = find_pair(self.path) if streaming else None
+        self.backbone = self.head = self.full = None
+        if pair is not None:
+            parts = [read_artifact(p) for p in pair]
+            for part, expected in zip(parts, ("backbone", "head")):
+                _check_same_model(self.artifact, part, expected)
+            self.backbone = open_backend(pair[0], **options)
+            self.head = open_backend(pair[1], **options)
+            self._backbone_io = _io_names(parts[0])
+            self._head_io = _io_names(parts[1])
+        else:
+            self.full = open_backend(self.path, **options)
+            self._full_io = _io_names(self.artifact)
+        self.backend_name = (self.full or self.backbone).name
+
+    @property
+    def streaming(self) -> bool:
+        return self.backbone is not None
+
+    def frame_tokens(self, crops: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 BGR aligned crops -> (N, ...) backbone tokens."""
+        name_in, name_out = self._backbone_io
+        return self.backbone.infer({name_in: normalise(crops, self.preset.preprocessing)})[name_out]
+
+    def head_logits(self, tokens: np.ndarray) -> np.ndarray:
+        """(B, T, ...) tokens -> (B, classes) logits."""
+        name_in, name_out = self._head_io
+        return self.head.infer({name_in: np.ascontiguousarray(tokens, dtype=np.float32)})[name_out]
+
+    def clip_logits(self, clips: np.ndarray) -> np.ndarray:
+        """(B, T, H, W, 3) uint8 BGR clips -> (B, classes) logits, by whichever path is loaded."""
+        if self.streaming:
+            b, t = clips.shape[:2]
+            tokens = self.frame_tokens(clips.reshape(b * t, *clips.shape[2:]))
+            return self.head_logits(tokens.reshape(b, t, *tokens.shape[1:]))
+        name_in, name_out = self._full_io
+        inputs = np.stack([normalise(clip, self.preset.preprocessing) for clip in clips])
+        return self.full.infer({name_in: inputs})[name_out]
+
+    def close(self) -> None:
+        for runner in (self.backbone, self.head, self.full):
+            if runner is not None:
+                runner.close()
+
+
+def _io_names(artifact: Artifact) -> tuple[str, str]:
+    return next(iter(artifact.inputs)), next(iter(artifact.outputs))
+
+
+def _check_same_model(full: Artifact, part: Artifact, expected: str) -> None:
+    if part.part != expected:
+        raise ArtifactError(f"{part.path} should be the {expected} part, its sidecar says {part.part}")
+    same_source = full.meta.get("source", {}).get("sha256") == part.meta.get("source", {}).get("sha256")
+    if not same_source or full.preset != part.preset or full.precision != part.precision:
+        raise ArtifactError(
+            f"{part.path} was not exported with {full.path} (different checkpoint, preset or precision); "
+            "re-export them together"
+        )
+
+
+@dataclass
+class ClipBuffer:
+    """One track's recent frames: time, aligned crop, and backbone tokens once computed."""
+
+    window: float  # seconds a clip spans
+    times: deque = field(default_factory=deque)
+    crops: deque = field(default_factory=deque)
+    tokens: deque = field(default_factory=deque)
+    frames_since_head: int = 0
+
+    def push(self, time: float, crop: np.ndarray) -> None:
+        self.times.append(time)
+        self.crops.append(crop)
+        self.tokens.append(None)
+        self.frames_since_head += 1
+        # keep one window (plus a frame) of history
+        while len(self.times) > 1 and self.times[1] <= time - self.window:
+            self.times.popleft()
+            self.crops.popleft()
+            self.tokens.popleft()
+
+    def span(self) -> float:
+        return self.times[-1] - self.times[0] if self.times else 0.0
+
+
+class Smoother:
+    """EMA of probabilities with label hysteresis: the label changes only when another class
+    leads the current one by ``margin`` (no flicker between two close classes)."""
+
+    def __init__(self, alpha: float = 0.6, margin: float = 0.1) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError("smoothing alpha must be in (0, 1]")
+        self.alpha, self.margin = alpha, margin
+        self.probs: np.ndarray | None = None
+        self.label: int | None = None
+
+    def update(self, probs: np.ndarray) -> tuple[int, np.ndarray]:
+        self.probs = probs if self.probs is None else self.alpha * probs + (1 - self.alpha) * self.probs
+        best = int(np.argmax(self.probs))
+        if self.label is None or self.probs[best] >= self.probs[self.label] + self.margin:
+            self.label = best
+        return self.label, self.probs
+
+
+@dataclass
+class Prediction:
+    track: int
+    label: str
+    probs: np.ndarray  # smoothed
+    raw: np.ndarray  # this clip's own probabilities
+
+
+class StreamingClassifier:
+    """Per-track clip buffers and the head schedule.
+
+    Args:
+        model: the expression model.
+        stride: run the head for a track every this many of its frames (label refresh).
+        min_fill: a track gets its first label once its buffer spans this fraction of the
+            clip window (1.0: wait for a full clip).
+        smoothing: EMA weight of the newest clip (1.0: no smoothing).
+    """
+
+    def __init__(
+        self, model: ExpressionModel, *, stride: int = 4, min_fill: float = 0.5, smoothing: float = 0.6
+    ) -> None:
+        if stride < 1:
+            raise ValueError("stride must be at least 1")
+        self.model = model
+        self.pre = model.preset.preprocessing
+        self.window = self.pre.clip_len / (self.pre.fps or 8.0)
+        self.stride, self.min_fill, self.smoothing = stride, min_fill, smoothing
+        self.buffers: dict[int, ClipBuffer] = {}
+        self.smoothers: dict[int, Smoother] = {}
+        self.backbone_frames = 0  # crops run through the backbone (for stats)
+        self._executor = None
+        self._future = None
+        self._pending: tuple[list[int], object] | None = None
+
+    def push(self, track: int, time: float, crop: np.ndarray) -> None:
+        self.buffers.setdefault(track, ClipBuffer(self.window)).push(time, crop)
+
+    def drop(self, track: int) -> None:
+        self.buffers.pop(track, None)
+        self.smoothers.pop(track, None)
+
+    def due(self) -> list[int]:
+        """Tracks whose label is due: ``stride`` new frames and enough history."""
+        return [
+            track
+            for track, buffer in self.buffers.items()
+            if buffer.frames_since_head >= self.stride
+            and buffer.span() + 1e-9 >= self.min_fill * self.window * (1 - 1 / self.pre.clip_len)
+        ]
+
+    def clip_positions(self, track: int) -> np.ndarray:
+        """Buffer positions of the clip that ends at the track's newest frame."""
+        buffer = self.buffers[track]
+        times = np.asarray(buffer.times)
+        return window_clip(times, times[-1], self.pre)
+
+    def classify(self, tracks: list[int]) -> list[Prediction]:
+        """Run the head (and the backbone for frames not yet seen) for ``tracks`` in one batch."""
+        if not tracks:
+            return []
+        inputs = self._clip_inputs(tracks)
+        for track in tracks:
+            self.buffers[track].frames_since_head = 0
+        return self._predict(tracks, self._head_or_full(inputs))
+
+    # Asynchronous head: the frame loop hands the clip tokens to a worker thread and goes on
+    # with the next frames; the backends release the GIL while they compute, so on a 2-core
+    # CPU the head runs beside detection/tracking/backbone instead of stalling them.
+    @property
+    def busy(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    def submit(self, tracks: list[int], context: object = None) -> bool:
+        """Start the head for ``tracks`` in the background; False if one is still running."""
+        if not tracks or self.busy or self._future is not None:
+            return False
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-fer-head")
+        inputs = self._clip_inputs(tracks)
+        for track in tracks:
+            self.buffers[track].frames_since_head = 0
+        self._future = self._executor.submit(self._head_or_full, inputs)
+        self._pending = (tracks, context)
+        return True
+
+    def collect(self, wait: bool = False) -> tuple[list[Prediction], object]:
+        """Predictions of the finished background head (empty while it runs), and its context."""
+        if self._future is None or (not wait and not self._future.done()):
+            return [], None
+        logits = self._future.result()
+        tracks, context = self._pending
+        self._future, self._pending = None, None
+        return self._predict([t for t in tracks if t in self.buffers], logits, tracks), context
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def _clip_inputs(self, tracks: list[int]) -> np.ndarray:
+        """Tokens (streaming) or crops (full model) of each track's current clip, stacked."""
+        positions = {track: self.clip_positions(track) for track in tracks}
+        if self.model.streaming:
+            pending = [
+                (t, int(i)) for t in tracks for i in np.unique(positions[t]) if self.buffers[t].tokens[i] is None
+            ]
+            if pending:
+                crops = np.stack([self.buffers[t].crops[i] for t, i in pending])
+                tokens = self.model.frame_tokens(crops)
+                self.backbone_frames += len(pending)
+                for (t, i), token in zip(pending, tokens):
+                    self.buffers[t].tokens[i] = token
+            return np.stack([np.stack([self.buffers[t].tokens[i] for i in positions[t]]) for t in tracks])
+        return np.stack([np.stack([self.buffers[t].crops[i] for i in positions[t]]) for t in tracks])
+
+    def _head_or_full(self, inputs: np.ndarray) -> np.ndarray:
+        return self.model.head_logits(inputs) if self.model.streaming else self.model.clip_logits(inputs)
+
+    def _predict(self, tracks: list[int], logits: np.ndarray, order: list[int] | None = None) -> list[Prediction]:
+        rows = dict(zip(order or tracks, softmax(logits.astype(np.float64))))
+        predictions = []
+        for track in tracks:
+            row = rows[track]
+            smoother = self.smoothers.setdefault(track, Smoother(self.smoothing))
+            label, probs = smoother.update(row)
+            predictions.append(Prediction(track, self.model.classes[label], probs.copy(), row))
+        return predictions

@@ -1,0 +1,371 @@
+"""The edge runtime end to end: tracking on a real-face video, streaming = full clip, signals, errors, no torch."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge_fer.data.face_video import write_face_video
+from edge_fer.models import build_model
+from edge_fer.models.checkpoint import save_checkpoint
+from edge_fer.presets import get_preset
+from edge_fer.runtime.detection import Detections
+from edge_fer.runtime.sources import csi_pipeline, mask_url, parse_source
+from edge_fer.runtime.tracker import FaceTracker
+
+ROOT = Path(__file__).resolve().parents[1]
+# Importing torch is made impossible in the runtime's subprocesses: what runs there runs on
+# a device without torch.
+NO_TORCH = "import sys; sys.modules['torch'] = None; "
+
+
+def run(*args, timeout=600, **kwargs):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, **kwargs)
+
+
+def camera(*args, **kwargs):
+    code = NO_TORCH + "from edge_fer.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    return run("-c", code, "camera", *args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """FP32 ONNX exports (full + backbone/head pair) of an stt_tiny and an htnet_light."""
+    folder = tmp_path_factory.mktemp("models")
+    for name, kind in (("stt_tiny", "stt"), ("htnet_light", "htnet")):
+        torch.manual_seed(0)
+        preset = get_preset(name)
+        save_checkpoint(folder / f"{name}.pt", model=build_model(preset), preset=preset, kind=kind)
+        part = "all" if kind == "stt" else "full"
+        result = run(
+            "-m",
+            "export.onnx",
+            "--checkpoint",
+            str(folder / f"{name}.pt"),
+            "--out",
+            str(folder / f"{name}.onnx"),
+            "--part",
+            part,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "faces.mp4"
+    script = write_face_video(path, seconds=12, fps=25)
+    return path, script
+
+
+def _iou(a, b):
+    top_left = np.maximum(a[:2], b[:2])
+    bottom_right = np.minimum(a[2:], b[2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None))
+    area = lambda box: np.prod(np.clip(box[2:] - box[:2], 0, None))  # noqa: E731
+    return inter / max(area(a) + area(b) - inter, 1e-9)
+
+
+def test_camera_on_real_face_video_keeps_ids_and_emits_only_for_faces(models, video, tmp_path):
+    path, script = video
+    events_path, stats_path, record = tmp_path / "events.jsonl", tmp_path / "stats.json", tmp_path / "out.mp4"
+    result = camera(
+        "--model",
+        str(models / "stt_tiny.onnx"),
+        "--source",
+        str(path),
+        "--events",
+        str(events_path),
+        "--record",
+        str(record),
+        "--stats-json",
+        str(stats_path),
+        "--stride",
+        "4",
+        "--headless",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames"] == script["frames"]
+    assert stats["model"]["streaming"] is True
+    assert set(stats["stage_ms"]) >= {"decode", "detect", "track", "align", "infer", "post"}
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    assert events and all(e["kind"] == "expression" for e in events)
+    assert {"t", "frame", "track", "box", "label", "probs", "kind", "latency_ms"} <= set(events[0])
+    truth = script["truth"]
+
+    # no event on a frame without a face
+    empty = [e["frame"] for e in events if not truth[e["frame"]]]
+    assert empty == []
+
+    # every event belongs to a face that is there, and each stretch of a face has one track ID
+    stretches = {}  # (face id, stretch number) -> track ids seen
+    stretch_of = {}
+    for face in (0, 1):
+        number, previous = 0, False
+        for index, present in enumerate(truth):
+            here = any(p["id"] == face for p in present)
+            if here and not previous:
+                number += 1
+            if here:
+                stretch_of[(face, index)] = (face, number)
+            previous = here
+    for event in events:
+        faces = truth[event["frame"]]
+        best = max(faces, key=lambda p: _iou(np.array(p["box"]), np.array(event["box"])))
+        assert _iou(np.array(best["box"]), np.array(event["box"])) > 0.3, event
+        stretches.setdefault(stretch_of[(best["id"], event["frame"])], set()).add(event["track"])
+    assert all(len(ids) == 1 for ids in stretches.values()), stretches
+
+    # every stretch of a face longer than a clip window is labelled, both faces in the two-face part
+    for key in {v for v in stretch_of.values()}:
+        frames = [i for (face, i), v in stretch_of.items() if v == key]
+        if len(frames) > 2 * 25:
+            assert key in stretches, f"face {key[0]} stretch {key[1]} got no events"
+    together = [i for i, present in enumerate(truth) if len(present) == 2]
+    tracks_together = {e["track"] for e in events if together[0] + 50 <= e["frame"] <= together[-1]}
+    assert len(tracks_together) == 2
+
+    # the annotated video is complete and playable
+    import cv2
+
+    capture = cv2.VideoCapture(str(record))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == script["frames"]
+    capture.release()
+
+
+def test_streaming_pair_equals_full_clip_model(models, video):
+    from edge_fer.runtime.detection import open_face_detector
+    from edge_fer.runtime.pipeline import Pipeline
+    from edge_fer.runtime.sources import FrameSource
+    from edge_fer.runtime.streaming import ExpressionModel, StreamingClassifier
+
+    streaming = StreamingClassifier(ExpressionModel(models / "stt_tiny.onnx", backend="onnxruntime"), stride=3)
+    full = StreamingClassifier(
+        ExpressionModel(models / "stt_tiny.onnx", backend="onnxruntime", streaming=False), stride=3
+    )
+    assert streaming.model.streaming and not full.model.streaming
+    pipeline = Pipeline(open_face_detector(), streaming)
+    compared = 0
+    with FrameSource(parse_source(str(video[0]))) as source:
+        for frame in source:
+            result = pipeline.process(frame)
+            # feed the same crops to the full-model classifier
+            for track, buffer in streaming.buffers.items():
+                if buffer.times and buffer.times[-1] == frame.time:
+                    full.push(track, frame.time, buffer.crops[-1])
+            due = [e["track"] for e in result.events]
+            if due:
+                expected = full.classify(due)
+                for event, reference in zip(result.events, expected):
+                    got = np.array(list(event["probs"].values()))
+                    np.testing.assert_allclose(got, reference.probs, atol=2e-4)
+                    compared += 1
+            if frame.index >= 120:
+                break
+    assert compared >= 10
+    assert streaming.backbone_frames > 0
+
+
+def test_tracker_keeps_ids_through_short_misses_and_caps_faces():
+    frame = np.zeros((200, 300), np.uint8)
+    face = lambda x: Detections(  # noqa: E731
+        np.array([[x, 50, x + 60, 120]], np.float32),
+        np.ones(1, np.float32),
+        np.array([[[x + 18, 75], [x + 42, 75], [x + 30, 90], [x + 20, 105], [x + 40, 105]]], np.float32),
+    )
+    tracker = FaceTracker(max_missed=15, max_faces=2)
+    first = tracker.update(0, frame, face(50))[0].id
+    for index in range(1, 13):  # 12 frames with no detection at all
+        tracker.update(index, frame, Detections.empty())
+    assert tracker.update(13, frame, face(52))[0].id == first
+    for index in range(14, 40):
+        tracker.update(index, frame, Detections.empty())
+    assert [t.id for t in tracker.drain_closed()] == [first]
+    assert tracker.update(40, frame, face(50))[0].id != first  # a new track after a long absence
+    many = Detections(
+        np.array([[x, 10, x + 40, 60] for x in range(0, 250, 50)], np.float32),
+        np.linspace(0.9, 0.5, 5).astype(np.float32),
+        np.zeros((5, 5, 2), np.float32),
+    )
+    tracker = FaceTracker(max_faces=2)
+    assert len(tracker.update(0, frame, many)) == 2 and tracker.capped == 3
+
+
+def test_sources_are_parsed_and_credentials_masked(tmp_path):
+    assert parse_source("0").kind == "camera"
+    assert parse_source("/dev/video2").kind == "device"
+    url = parse_source("rtsp://admin:s3cret@10.0.0.5:554/stream")
+    assert url.kind == "url" and url.live and "s3cret" not in url.shown and "***@10.0.0.5" in url.shown
+    assert "s3cret" not in mask_url("cannot open http://u:s3cret@host/x.mjpg now")
+    csi = parse_source("csi://1")
+    assert csi.kind == "gstreamer" and csi.target == csi_pipeline(1) and "sensor-id=1" in csi.target
+    assert parse_source("videotestsrc ! appsink").kind == "gstreamer"
+    file = tmp_path / "clip.mp4"
+    file.write_bytes(b"")
+    assert parse_source(str(file)).kind == "file" and not parse_source(str(file)).live
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_with_valid_jsonl(models, tmp_path, sig):
+    long_video = tmp_path / "long.mp4"
+    write_face_video(long_video, seconds=40, fps=25, seed=3)
+    events_path = tmp_path / "events.jsonl"
+    code = NO_TORCH + "from edge_fer.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "camera",
+            "--model",
+            str(models / "stt_tiny.onnx"),
+            "--source",
+            str(long_video),
+            "--events",
+            str(events_path),
+            "--stats-json",
+            str(tmp_path / "stats.json"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and (not events_path.exists() or events_path.stat().st_size < 2000):
+        time.sleep(0.05)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-2000:]
+    lines = events_path.read_text().splitlines()
+    assert lines and all(json.loads(line)["kind"] == "expression" for line in lines)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["stopped_by"] == sig.name and stats["frames"] < 1000
+
+
+def test_user_errors_are_one_line(models, video, tmp_path):
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("stt_tiny.onnx", "stt_tiny.onnx.json"):
+        (corrupt / name).write_bytes((models / name).read_bytes())
+    with open(corrupt / "stt_tiny.onnx", "r+b") as handle:
+        handle.truncate(1000)
+    existing = tmp_path / "events.jsonl"
+    existing.write_text("keep me\n")
+    cases = [
+        (["--model", str(models / "stt_tiny.onnx"), "--source", str(tmp_path / "missing.mp4")], "does not exist"),
+        (["--model", str(models / "stt_tiny.onnx"), "--source", str(not_video)], "cannot open"),
+        (["--model", str(models / "stt_tiny.onnx"), "--source", "7"], "no such camera"),
+        (["--model", str(models / "htnet_light.onnx"), "--source", str(video[0])], "--micro-model"),
+        (["--model", str(corrupt / "stt_tiny.onnx"), "--source", str(video[0])], "sha256"),
+        (["--model", str(models / "stt_tiny.onnx"), "--source", str(video[0]), "--events", str(existing)], "--force"),
+        (["--model", str(models / "stt_tiny.onnx"), "--source", str(video[0]), "--stride", "0"], "--stride"),
+    ]
+    for args, expected in cases:
+        result = camera(*args)
+        assert result.returncode != 0, args
+        message = result.stderr.strip()
+        assert len(message.splitlines()) == 1 and "Traceback" not in message, message
+        assert expected in message, message
+    assert existing.read_text() == "keep me\n"
+
+
+def test_micro_expression_events_from_brief_motion(models, tmp_path):
+    """A brief smile on a still face is spotted and classified; a still face gives no event."""
+    import cv2
+
+    from edge_fer.data.face_video import load_photo
+    from edge_fer.data.synth import displacement_field
+    from edge_fer.runtime.detection import open_face_detector
+    from edge_fer.runtime.micro import MicroModel, MicroSpotter
+    from edge_fer.runtime.pipeline import Pipeline
+    from edge_fer.runtime.sources import Frame
+
+    photo = load_photo("astronaut")
+    side = photo.sprite.shape[0]
+    field = displacement_field("smile", side, photo.landmarks) * 2.5
+    grid_y, grid_x = np.mgrid[0:side, 0:side].astype(np.float32)
+    rng = np.random.default_rng(0)
+
+    def frames(with_motion: bool):
+        for index in range(90):  # 3 s at 30 fps; the movement from 1.0 s to 1.4 s
+            strength = np.sin(np.pi * (index / 30 - 1.0) / 0.4) if with_motion and 30 <= index < 42 else 0.0
+            map_x = (grid_x - field[..., 0] * strength).astype(np.float32)
+            map_y = (grid_y - field[..., 1] * strength).astype(np.float32)
+            image = cv2.remap(photo.sprite, map_x, map_y, cv2.INTER_LINEAR)
+            canvas = np.full((360, 480, 3), 120, np.uint8)
+            canvas[40 : 40 + side, 100 : 100 + side] = image
+            noisy = np.clip(canvas + rng.normal(0, 1.0, canvas.shape), 0, 255).astype(np.uint8)
+            yield Frame(index, index / 30, noisy, time.perf_counter())
+
+    found = {}
+    for with_motion in (True, False):
+        spotter = MicroSpotter(MicroModel(models / "htnet_light.onnx", backend="onnxruntime"))
+        pipeline = Pipeline(open_face_detector(), None, micro=spotter)
+        found[with_motion] = [e for frame in frames(with_motion) for e in pipeline.process(frame).events]
+    assert found[False] == []
+    assert len(found[True]) == 1
+    event = found[True][0]
+    # onset: the start of the checked window (0.6 s), which holds the whole movement
+    assert event["kind"] == "micro" and 0.75 <= event["onset_t"] <= 1.0 and 1.0 <= event["apex_t"] <= 1.45
+    assert set(event["probs"]) == set(get_preset("htnet_light").classes)
+
+
+def test_runtime_never_imports_torch(models, video):
+    code = NO_TORCH + (
+        "import importlib, pkgutil, edge_fer.runtime as r\n"
+        "for m in pkgutil.walk_packages(r.__path__, 'edge_fer.runtime.'):\n"
+        "    if not m.name.endswith('tensorrt_backend'): importlib.import_module(m.name)\n"
+        "import edge_fer.cli.camera_cmd\n"
+        "print('ok')"
+    )
+    result = run("-c", code)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_camera_in_a_venv_without_torch(models, video, tmp_path):
+    """A real venv with numpy, OpenCV and ONNX Runtime only (pip from the registry)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    constraints = ROOT / "constraints" / "tested.txt"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-c", str(constraints), str(ROOT) + "[onnxruntime]"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0
+    result = subprocess.run(
+        [
+            str(venv / "bin" / "edge-fer"),
+            "camera",
+            "--model",
+            str(models / "stt_tiny.onnx"),
+            "--source",
+            str(video[0]),
+            "--max-frames",
+            "100",
+            "--events",
+            str(tmp_path / "e.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": ""},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "e.jsonl").read_text().strip()
