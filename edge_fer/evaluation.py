@@ -116,10 +116,13 @@ def eval_batches(
     raise DatasetError(f"unknown dataset {dataset!r}; known: {known}")
 
 
-def _report(targets: list, predictions: list, classes: Sequence[str], info: dict, **extra: Any) -> dict[str, Any]:
-    report = classification_report(
-        np.concatenate(targets) if targets else [], np.concatenate(predictions) if predictions else [], classes
-    )
+def _report(
+    targets: list, predictions: list, classes: Sequence[str], info: dict, keep: bool = False, **extra: Any
+) -> dict[str, Any]:
+    predicted = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
+    report = classification_report(np.concatenate(targets) if targets else [], predicted, classes)
+    if keep:  # per-sample predictions, in dataset order (for agreement between models)
+        report["predictions"] = [int(p) for p in predicted]
     return {**info, **extra, **report}
 
 
@@ -134,6 +137,7 @@ def evaluate_checkpoint(
     cache: str | Path | None = None,
     batch_size: int = 16,
     device: str = "auto",
+    keep_predictions: bool = False,
 ) -> dict[str, Any]:
     """Metrics (UAR, WAR, UF1, per-class recall, confusion matrix) of a checkpoint.
 
@@ -171,6 +175,7 @@ def evaluate_checkpoint(
         predictions,
         preset.classes,
         info,
+        keep_predictions,
         checkpoint=str(checkpoint),
         model=payload["model_kind"],
         preset=preset.name,
@@ -190,6 +195,7 @@ def evaluate_artifact(
     backend: str = "auto",
     device: str | None = None,
     precision: str | None = None,
+    keep_predictions: bool = False,
 ) -> dict[str, Any]:
     """Metrics of an exported full-model artifact, run by a runtime backend (no torch).
 
@@ -232,6 +238,7 @@ def evaluate_artifact(
         predictions,
         preset.classes,
         info,
+        keep_predictions,
         artifact=str(artifact),
         backend=backend_name,
         precision=meta.precision,

@@ -12,13 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from edge_fer import __version__
-from edge_fer.cli import camera_cmd, eval_cmd, inspect_cmd, presets_cmd, synth_cmd
+from edge_fer.cli import bench_cmd, camera_cmd, demo_cmd, eval_cmd, inspect_cmd, presets_cmd, synth_cmd
 from edge_fer.cli.args import Parser
 from edge_fer.errors import EdgeFerError
 
 __all__ = ["build_parser", "main", "run_tool"]
 
-SUBCOMMANDS = (synth_cmd, eval_cmd, inspect_cmd, presets_cmd, camera_cmd)
+SUBCOMMANDS = (demo_cmd, synth_cmd, eval_cmd, inspect_cmd, presets_cmd, camera_cmd, bench_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

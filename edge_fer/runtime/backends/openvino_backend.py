@@ -46,10 +46,10 @@ class OpenVINOBackend(Backend):
         self._static = {} if static_shapes else None
         self._core, self._network, self._device, self._config = core, network, device, config
         self.inputs = {
-            port.get_any_name(): tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+            _port_name(port): tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
             for port in self.compiled.inputs
         }
-        self.outputs = [port.get_any_name() for port in self.compiled.outputs]
+        self.outputs = [_port_name(port) for port in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
 
     def _request_for(self, feed: Mapping[str, np.ndarray]):
@@ -68,10 +68,16 @@ class OpenVINOBackend(Backend):
         request = self._request_for(feed)
         result = request.infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
         # copy: the request reuses its output buffers on the next call
-        return {port.get_any_name(): np.array(value) for port, value in result.items()}
+        return {_port_name(port): np.array(value) for port, value in result.items()}
 
     def close(self) -> None:
         self.request = None
         self.compiled = None
         self._static = {} if self._static is not None else None
         self._network = None
+
+
+def _port_name(port) -> str:
+    """The model's own name for a port: a tensor can carry several (an FP16 ONNX output is also
+    "/head/fc/Gemm_cast_to_logits"); prefer the plain graph name."""
+    return min(port.get_names(), key=lambda n: ("/" in n or "_cast_to_" in n, len(n), n))
