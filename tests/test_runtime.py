@@ -369,3 +369,27 @@ def test_camera_in_a_venv_without_torch(models, video, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "e.jsonl").read_text().strip()
+
+
+def test_async_head_labels_come_from_earlier_frames(models, video, tmp_path):
+    events_path = tmp_path / "events.jsonl"
+    result = camera(
+        "--model",
+        str(models / "stt_tiny.onnx"),
+        "--source",
+        str(video[0]),
+        "--head",
+        "async",
+        "--max-frames",
+        "150",
+        "--events",
+        str(events_path),
+        "--stats-json",
+        str(tmp_path / "stats.json"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    assert len(events) >= 10
+    assert all(e["clip_end"] <= e["frame"] for e in events)
+    assert all(abs(sum(e["probs"].values()) - 1) < 1e-3 for e in events)
+    assert json.loads((tmp_path / "stats.json").read_text())["model"]["head"] == "async"

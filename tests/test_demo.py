@@ -1,0 +1,51 @@
+"""edge-fer demo: the whole chain, offline, with nothing written outside its folder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report_and_nothing_outside(tmp_path):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env.pop("TMPDIR", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_fer", "demo", "--quick", "--out", "demo"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    demo = cwd / "demo"
+    report = (demo / "report.md").read_text()
+    assert "SYNTHETIC" in report
+    for linked in ("bench/pareto.png", "runs/stt/confusion.png", "camera/annotated.mp4", "camera/events.jsonl"):
+        assert linked in report and (demo / linked).stat().st_size > 0, linked
+    assert (demo / "bench" / "results.json").is_file() and (demo / "models" / "ov_int8" / "model.xml").is_file()
+    assert (demo / "models" / "trt_int8" / "model.int8.onnx").is_file()
+    events = [json.loads(line) for line in (demo / "camera" / "events.jsonl").read_text().splitlines()]
+    assert events and all(e["kind"] in ("expression", "micro") for e in events)
+    assert sorted(p.name for p in cwd.iterdir()) == ["demo"]
+    assert not (demo / "tmp").exists()
+    assert list(home.iterdir()) == [], list(home.rglob("*"))[:10]
+    # a second run refuses to overwrite
+    again = subprocess.run(
+        [sys.executable, "-m", "edge_fer", "demo", "--quick", "--out", "demo"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "--force" in again.stderr
