@@ -12,6 +12,7 @@ __all__ = [
     "EdgeFerError",
     "PresetError",
     "ArtifactError",
+    "OutputError",
     "OutputExistsError",
     "DatasetError",
     "SourceError",
@@ -32,7 +33,11 @@ class ArtifactError(EdgeFerError):
     corrupt or does not match the model it claims to be."""
 
 
-class OutputExistsError(EdgeFerError):
+class OutputError(EdgeFerError):
+    """An output path cannot be written (its folder cannot be made, no permission, not a folder)."""
+
+
+class OutputExistsError(OutputError):
     """Refusing to overwrite an existing output without ``--force``."""
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge_fer.errors import OutputExistsError
+from edge_fer.errors import OutputError, OutputExistsError
 
 __all__ = ["check_writable", "atomic_output"]
 
@@ -20,7 +21,12 @@ def check_writable(path: str | os.PathLike, *, force: bool = False) -> Path:
         raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
     if path.exists() and path.is_dir():
         raise OutputExistsError(f"{path} is a directory; expected a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: its folder cannot be created ({exc.strerror or exc})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"cannot write {path}: no permission to write in {path.parent}")
     return path
 
 
@@ -32,7 +38,8 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     old file or the complete new one. On error the temporary file is removed.
     """
     path = check_writable(path, force=force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -42,3 +49,21 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` left by writers that were killed (their PID is gone), so
+    a device that loses power mid-write does not slowly fill its disk."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        parts = stale.name[len(path.name) + 2 :].split(".")
+        if not parts or not parts[0].isdigit():
+            continue
+        pid = int(parts[0])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except PermissionError:  # alive, someone else's
+            pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -65,6 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reconnect-timeout", type=float, default=30.0, help="seconds to retry a lost live source")
     parser.add_argument("--stats-every", type=float, default=5.0, help="print a stats line every N seconds (0: never)")
     parser.add_argument("--stats-json", type=Path, help="write the run's summary (FPS, per-stage ms) as JSON here")
+    parser.add_argument(
+        "--stats-log", type=Path, help="append one JSON line per --stats-every interval (FPS, p99 ms, RSS, tracks)"
+    )
+    parser.add_argument("--loop", action="store_true", help="replay a video file from the start when it ends")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="load a model whose files no longer match its sidecar's sha256 (e.g. an engine rebuilt with trtexec); "
+        "engines can carry plugin code: only for files you built",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -90,11 +101,12 @@ class _Stopper:
 def run(args: argparse.Namespace) -> int:
     from edge_fer.errors import SourceError
     from edge_fer.runtime.detection import open_face_detector
-    from edge_fer.runtime.pipeline import Pipeline, PipelineConfig, StageStats
+    from edge_fer.runtime.pipeline import Pipeline, PipelineConfig, StageStats, as_bgr8
     from edge_fer.runtime.sinks import Display, EventLog, Recorder, draw_overlay
     from edge_fer.runtime.sources import FrameSource, parse_source
 
     started = time.perf_counter()
+    logging.basicConfig(level=logging.WARNING, format="edge-fer camera: %(message)s", stream=sys.stderr)
     for name in ("stride", "detect_every", "max_faces"):
         if getattr(args, name) < 1:
             raise SourceError(f"--{name.replace('_', '-')} must be at least 1")
@@ -106,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if args.model is not None:
             from edge_fer.runtime.streaming import ExpressionModel, StreamingClassifier
 
-            model = ExpressionModel(args.model, streaming=not args.no_streaming, **options)
+            model = ExpressionModel(args.model, streaming=not args.no_streaming, verify=not args.trust, **options)
             closers.append(model.close)
             classifier = StreamingClassifier(model, stride=args.stride, smoothing=args.smoothing)
             closers.append(classifier.close)
@@ -126,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         events = EventLog(args.events, force=args.force) if args.events else None
         if events:
             closers.append(events.close)
-        source = FrameSource(spec, reconnect_timeout=args.reconnect_timeout)
+        source = FrameSource(spec, reconnect_timeout=args.reconnect_timeout, loop=args.loop)
         closers.append(source.close)
         recorder = Recorder(args.record, source.fps, force=args.force) if args.record else None
         if recorder:
@@ -146,9 +158,20 @@ def run(args: argparse.Namespace) -> int:
         startup_s = loop_start - started
         last_stats = loop_start
         warm_frames, warm_clock = 0, None
+        warned: set[str] = set()
+        bad_frames = 0
+        stats_log = open(args.stats_log, "a") if args.stats_log else None  # noqa: SIM115 - closed below
+        if stats_log is not None:
+            closers.append(stats_log.close)
         try:
             for frame in source:
                 began = time.perf_counter()
+                try:
+                    frame.image = as_bgr8(frame.image)
+                except SourceError as exc:  # one bad frame from a camera must not end the run
+                    bad_frames += 1
+                    _warn_once(warned, f"skipping unusable frames ({exc})")
+                    continue
                 result = pipeline.process(frame)
                 if events:
                     for event in result.events:
@@ -160,11 +183,18 @@ def run(args: argparse.Namespace) -> int:
                         recorder.write(annotated)
                     if display and not display.show(annotated):
                         break
+                for sink in (events, recorder):
+                    if sink is not None and sink.failed:  # warn once, keep classifying
+                        _warn_once(warned, f"output incomplete, continuing without it: {sink.failed}")
                 stats.add(result, (time.perf_counter() - began) * 1000 + frame.decode_ms)
                 now = time.perf_counter()
                 if warm_clock is None and stats.frames >= WARMUP_FRAMES:  # steady state: after warm-up
                     warm_frames, warm_clock = stats.frames, now
                 if args.stats_every and now - last_stats >= args.stats_every:
+                    if stats_log is not None:
+                        stats_log.write(_interval(stats, now - loop_start, pipeline, source) + "\n")
+                        stats_log.flush()
+                    stats.interval_ms.clear()
                     last_stats = now
                     print(_stats_line(stats, now - loop_start), file=sys.stderr)
                 if stopper.signal or (args.max_frames and stats.frames >= args.max_frames):
@@ -195,6 +225,9 @@ def run(args: argparse.Namespace) -> int:
         "events": stats.events,
         "tracks_opened": pipeline.tracks_opened,
         "faces_capped": pipeline.tracker.capped,
+        "max_faces": args.max_faces,
+        "bad_frames": bad_frames,
+        "nonfinite_outputs": 0 if classifier is None else classifier.nonfinite,
         "dropped_frames": source.dropped,
         "reconnects": source.reconnects,
         "stopped_by": stopper.signal,
@@ -218,10 +251,53 @@ def run(args: argparse.Namespace) -> int:
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
     if source.error:
         print(f"edge-fer camera: source ended: {source.error}", file=sys.stderr)
+    if pipeline.tracker.capped:
+        print(
+            f"edge-fer camera: {pipeline.tracker.capped} face detection(s) beyond --max-faces {args.max_faces} "
+            "were not tracked",
+            file=sys.stderr,
+        )
     incomplete = [s.failed for s in (events, recorder) if s is not None and s.failed]
     for reason in incomplete:
         print(f"edge-fer camera: warning: output incomplete: {reason}", file=sys.stderr)
     return EXIT_OUTPUTS_INCOMPLETE if incomplete else 0
+
+
+def _rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _interval(stats, elapsed: float, pipeline, source) -> str:
+    """One --stats-log line: this interval's frame times, RSS, tracks, drops."""
+    import numpy as np
+
+    recent = np.array(stats.interval_ms) if stats.interval_ms else np.zeros(1)
+    return json.dumps(
+        {
+            "t": round(elapsed, 2),
+            "frames": stats.frames,
+            "frame_ms_mean": round(float(recent.mean()), 3),
+            "frame_ms_p99": round(float(np.percentile(recent, 99)), 3),
+            "rss_mb": _rss_mb(),
+            "tracks_open": len(pipeline.tracker.tracks),
+            "tracks_opened": pipeline.tracks_opened,
+            "tracks_closed": pipeline.tracks_closed,
+            "dropped_frames": source.dropped,
+        }
+    )
+
+
+def _warn_once(warned: set[str], message: str) -> None:
+    key = message.split(":")[0]
+    if key not in warned:
+        warned.add(key)
+        print(f"edge-fer camera: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _percentile(values: list[float], q: float) -> float:

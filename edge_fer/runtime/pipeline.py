@@ -8,6 +8,7 @@ own (the source decodes in its own thread).
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,7 +228,9 @@ class StageStats:
     faces: int = 0
     events: int = 0
     totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    frame_ms: list[float] = field(default_factory=list)
+    # bounded: a camera runs for weeks; percentiles are over the most recent frames
+    frame_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    interval_ms: list[float] = field(default_factory=list)  # since the caller last cleared it
 
     def add(self, result: FrameResult, frame_ms: float) -> None:
         self.frames += 1
@@ -236,6 +239,7 @@ class StageStats:
         for name, value in result.stage_ms.items():
             self.totals[name] += value
         self.frame_ms.append(frame_ms)
+        self.interval_ms.append(frame_ms)
 
     def mean_ms(self) -> dict[str, float]:
         return {name: round(total / max(self.frames, 1), 3) for name, total in self.totals.items()}

@@ -51,7 +51,10 @@ class EventLog:
         except OSError as exc:
             self.failed = self.failed or f"events file {self.path}: {exc.strerror or exc}"
         finally:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError as exc:  # what the buffer still held could not be written
+                self.failed = self.failed or f"events file {self.path}: {exc.strerror or exc}"
 
 
 class Recorder:

@@ -115,8 +115,11 @@ class FrameSource:
         queue_size: frames buffered for file sources.
     """
 
-    def __init__(self, spec: SourceSpec, *, reconnect_timeout: float = 30.0, queue_size: int = 4) -> None:
+    def __init__(
+        self, spec: SourceSpec, *, reconnect_timeout: float = 30.0, queue_size: int = 4, loop: bool = False
+    ) -> None:
         self.spec = spec
+        self.loop = loop and not spec.live  # replay a file from the start when it ends (soak runs, demos)
         self.reconnect_timeout = reconnect_timeout
         self.dropped = 0  # live frames replaced before they were consumed
         self.reconnects = 0
@@ -136,7 +139,10 @@ class FrameSource:
         self._thread.start()
 
     def _open(self):
-        capture = cv2.VideoCapture(self.spec.target, self.spec.api)
+        params = []
+        if self.spec.kind == "url":  # a dead server must not block a read (or an open) for long
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
+        capture = cv2.VideoCapture(self.spec.target, self.spec.api, params)
         if not capture.isOpened():
             capture.release()
             return None
@@ -169,9 +175,13 @@ class FrameSource:
                 began = time.perf_counter()
                 ok, image = self._capture.read()
                 if not ok or image is None:
-                    if not self.spec.live or not self._reconnect():
-                        break
-                    continue
+                    if self.loop and index > 0:
+                        self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                        ok, image = self._capture.read()
+                    if not ok or image is None:
+                        if not self.spec.live or not self._reconnect():
+                            break
+                        continue
                 now = time.perf_counter()
                 stamp = index / fps if not self.spec.live else now - start
                 self._put(Frame(index, stamp, image, now, (now - began) * 1000))

@@ -28,7 +28,7 @@ from edge_fer.artifacts import Artifact, read_artifact
 from edge_fer.data.sampling import normalise
 from edge_fer.errors import ArtifactError
 from edge_fer.presets import ModelPreset
-from edge_fer.runtime.backends import open_backend
+from edge_fer.runtime.backends import Backend, open_backend
 from edge_fer.runtime.clips import window_clip
 
 __all__ = ["ExpressionModel", "ClipBuffer", "Smoother", "StreamingClassifier", "find_pair", "softmax"]
@@ -74,6 +74,7 @@ class ExpressionModel:
         path: the full model's artifact (ONNX, OpenVINO IR or TensorRT engine) or its folder.
         backend, device, threads, precision: as ``open_backend``.
         streaming: use the backbone/head pair when present (default); False forces the full model.
+        verify: check every file against its sidecar's sha256 (False only for ``--trust``).
 
     Raises:
         ArtifactError: not an STT artifact, corrupt, or a pair that does not match the model.
@@ -88,9 +89,10 @@ class ExpressionModel:
         threads: int | None = None,
         precision: str | None = None,
         streaming: bool = True,
+        verify: bool = True,
     ) -> None:
         self.path = resolve_model_path(path)
-        self.artifact = read_artifact(self.path)
+        self.artifact = read_artifact(self.path, verify=verify)
         if self.artifact.model_kind == "htnet":
             raise ArtifactError(
                 f"{self.path} is an HTNet micro-expression model; pass it as --micro-model, and an STT model as --model"
@@ -105,16 +107,19 @@ class ExpressionModel:
         pair = find_pair(self.path) if streaming else None
         self.backbone = self.head = self.full = None
         if pair is not None:
-            parts = [read_artifact(p) for p in pair]
+            parts = [read_artifact(p, verify=verify) for p in pair]
             for part, expected in zip(parts, ("backbone", "head")):
                 _check_same_model(self.artifact, part, expected)
             self.backbone = open_backend(pair[0], **options)
             self.head = open_backend(pair[1], **options)
             self._backbone_io = _io_names(parts[0])
             self._head_io = _io_names(parts[1])
+            for part, runner in zip(parts, (self.backbone, self.head)):
+                check_model_matches_metadata(part, runner)
         else:
             self.full = open_backend(self.path, **options)
             self._full_io = _io_names(self.artifact)
+            check_model_matches_metadata(self.artifact, self.full)
         self.backend_name = (self.full or self.backbone).name
 
     @property
@@ -145,6 +150,36 @@ class ExpressionModel:
         for runner in (self.backbone, self.head, self.full):
             if runner is not None:
                 runner.close()
+
+
+def check_model_matches_metadata(artifact: Artifact, runner: Backend) -> None:
+    """The loaded model takes the inputs its sidecar describes (names, static sizes) and, for a
+    full model, predicts as many classes as the preset names.
+
+    Raises:
+        ArtifactError: a sidecar that describes another model.
+    """
+    for name, described in artifact.inputs.items():
+        actual = runner.inputs.get(name)
+        if actual is None:
+            raise ArtifactError(
+                f"{artifact.path}: its sidecar describes input {name!r}, the model takes {sorted(runner.inputs)}; "
+                "the sidecar belongs to another model - re-export"
+            )
+        if len(actual) != len(described) or any(
+            a is not None and d is not None and a != d for a, d in zip(actual, described)
+        ):
+            shown = [("N" if d is None else d) for d in actual]
+            raise ArtifactError(
+                f"{artifact.path}: its sidecar describes input {name} as {described}, the model takes {shown}; "
+                "the sidecar belongs to another model - re-export"
+            )
+    if artifact.part == "full":
+        shape = next(iter(artifact.outputs.values()))
+        if shape and shape[-1] is not None and shape[-1] != len(artifact.preset.classes):
+            raise ArtifactError(
+                f"{artifact.path}: {shape[-1]} outputs but the sidecar names {len(artifact.preset.classes)} classes"
+            )
 
 
 def _io_names(artifact: Artifact) -> tuple[str, str]:
@@ -237,6 +272,7 @@ class StreamingClassifier:
         self.buffers: dict[int, ClipBuffer] = {}
         self.smoothers: dict[int, Smoother] = {}
         self.backbone_frames = 0  # crops run through the backbone (for stats)
+        self.nonfinite = 0  # head outputs dropped for NaN/Inf
         self._executor = None
         self._future = None
         self._pending: tuple[list[int], object] | None = None
@@ -332,6 +368,9 @@ class StreamingClassifier:
         predictions = []
         for track in tracks:
             row = rows[track]
+            if not np.all(np.isfinite(row)):  # a broken model or input: no label rather than a wrong one
+                self.nonfinite += 1
+                continue
             smoother = self.smoothers.setdefault(track, Smoother(self.smoothing))
             label, probs = smoother.update(row)
             predictions.append(Prediction(track, self.model.classes[label], probs.copy(), row))
