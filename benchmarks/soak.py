@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between stats lines")
+    parser.add_argument("--analyze", action="store_true", help="only analyse the stats.jsonl already in --out")
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -76,8 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         from edge_fer.data.face_video import write_face_video
 
         write_face_video(video, seconds=60, seed=7)
-    model = args.model or _model(out, video)
     log = out / "stats.jsonl"
+    wall = None
+    if not args.analyze:
+        wall = _run(args, out, video, log)
+    return _analyze(out, log, wall)
+
+
+def _run(args, out: Path, video: Path, log: Path) -> float:
+    model = args.model or _model(out, video)
     log.unlink(missing_ok=True)
     command = [sys.executable, "-m", "edge_fer", "camera", "--model", str(model), "--source", str(video), "--loop"]
     command += ["--headless", "--max-frames", str(args.frames), "--stats-every", str(args.interval)]
@@ -96,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"edge-fer camera failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return wall
+
+
+def _analyze(out: Path, log: Path, wall: float | None) -> int:
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     if len(lines) < 3:
@@ -104,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     tenth = max(1, len(lines) // 10)
     first = float(np.mean([line["frame_ms_mean"] for line in lines[:tenth]]))
     last = float(np.mean([line["frame_ms_mean"] for line in lines[-tenth:]]))
+    means = np.array([line["frame_ms_mean"] for line in lines])
+    slope = float(np.polyfit(np.arange(len(means)), means, 1)[0]) * len(means)  # fitted change over the run
     first_p99 = float(np.mean([line["frame_ms_p99"] for line in lines[:tenth]]))
     last_p99 = float(np.mean([line["frame_ms_p99"] for line in lines[-tenth:]]))
     report = {
         "frames": summary["frames"],
-        "wall_s": round(wall, 1),
+        "wall_s": None if wall is None else round(wall, 1),
         "fps": summary["fps"],
         "rss_mb_start": rss_start,
         "rss_mb_end": rss_end,
@@ -118,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         "frame_ms_last_tenth": round(last, 3),
         "frame_ms_p99_first_tenth": round(first_p99, 3),
         "frame_ms_p99_last_tenth": round(last_p99, 3),
+        "frame_ms_trend_over_run": round(slope, 4),  # least-squares line through the interval means
+        "frame_ms_median_first_half": round(float(np.median(means[: len(means) // 2])), 3),
+        "frame_ms_median_second_half": round(float(np.median(means[len(means) // 2 :])), 3),
         "tracks_opened": lines[-1]["tracks_opened"],
         "tracks_closed": lines[-1]["tracks_closed"],
         "dropped_frames": summary["dropped_frames"],

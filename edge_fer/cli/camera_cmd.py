@@ -300,10 +300,10 @@ def _warn_once(warned: set[str], message: str) -> None:
         print(f"edge-fer camera: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _percentile(values: list[float], q: float) -> float:
+def _percentile(values, q: float) -> float:
     import numpy as np
 
-    return float(np.percentile(values, q)) if values else 0.0
+    return float(np.percentile(values, q)) if len(values) else 0.0
 
 
 def _stats_line(stats, elapsed: float, final: dict | None = None) -> str:

@@ -8,7 +8,6 @@ own (the source decodes in its own thread).
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,8 +227,9 @@ class StageStats:
     faces: int = 0
     events: int = 0
     totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    # bounded: a camera runs for weeks; percentiles are over the most recent frames
-    frame_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    # A camera runs for weeks: frame times go into a fixed ring (percentiles over the most
+    # recent 10,000 frames), never a growing list.
+    ring: np.ndarray = field(default_factory=lambda: np.zeros(10_000, np.float32))
     interval_ms: list[float] = field(default_factory=list)  # since the caller last cleared it
 
     def add(self, result: FrameResult, frame_ms: float) -> None:
@@ -238,8 +238,13 @@ class StageStats:
         self.events += len(result.events)
         for name, value in result.stage_ms.items():
             self.totals[name] += value
-        self.frame_ms.append(frame_ms)
+        self.ring[(self.frames - 1) % len(self.ring)] = frame_ms
         self.interval_ms.append(frame_ms)
+
+    @property
+    def frame_ms(self) -> np.ndarray:
+        """Frame times of the most recent frames (up to 10,000)."""
+        return self.ring[: min(self.frames, len(self.ring))]
 
     def mean_ms(self) -> dict[str, float]:
         return {name: round(total / max(self.frames, 1), 3) for name, total in self.totals.items()}
