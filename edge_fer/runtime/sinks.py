@@ -80,6 +80,12 @@ class Recorder:
                 return
         self.writer.write(frame)
         self.frames += 1
+        # OpenCV's writer reports no errors: check the disk itself now and then
+        if self.frames % 100 == 0 and _free_bytes(self.partial.parent) < 8 * 2**20:
+            self.failed = f"video {self.path}: disk full (under 8 MB free); recording stopped"
+            self.writer.release()
+            self.writer = None
+            self.partial.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.writer is None:
@@ -93,6 +99,14 @@ class Recorder:
                 self.partial.unlink(missing_ok=True)
         except OSError as exc:
             self.failed = self.failed or f"video {self.path}: {exc.strerror or exc}"
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows): assume space
+        return 2**62
+    return stats.f_bavail * stats.f_frsize
 
 
 class Display:
