@@ -17,68 +17,26 @@ single-frame pipeline) for scale. Writes ``camera.json`` and ``camera.md``.
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import untrained_int8
+from benchmarks.suite import environment as suite_environment
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
 
 __all__ = ["main"]
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _default_model(out: Path) -> Path:
-    folder = out / "stt_base_int8"
-    if (folder / "model.xml").is_file():
-        return folder
-    import torch
-
-    from edge_fer.data.face_video import write_face_video
-    from edge_fer.models import build_model
-    from edge_fer.models.checkpoint import save_checkpoint
-    from edge_fer.presets import get_preset
-
-    torch.manual_seed(0)
-    preset = get_preset("stt_base")
-    checkpoint = out / "stt_base_untrained.pt"
-    save_checkpoint(checkpoint, model=build_model(preset), preset=preset, kind="stt")
     calib_video = out / "calib.mp4"
     if not calib_video.exists():
+        from edge_fer.data.face_video import write_face_video
+
         write_face_video(calib_video, seconds=30, seed=1)
-    print("exporting stt_base (untrained weights) to OpenVINO INT8 ...", flush=True)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "export.openvino",
-            "--checkpoint",
-            str(checkpoint),
-            "--precision",
-            "int8",
-            "--calib",
-            f"videos={calib_video},samples=64",
-            "--out",
-            str(folder),
-            "--force",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"export failed:\n{result.stderr[-2000:]}")
-    return folder
+    return untrained_int8("stt_base", out, calib_video, samples=64)
 
 
 def _camera(model: Path | None, video: Path, stats: Path, extra: list[str]) -> dict:
@@ -144,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  refresh every {summary['frames_between_labels']} frames",
             flush=True,
         )
-    environment = {"cpu": _cpu(), "cores": __import__("os").cpu_count(), "python": platform.python_version()}
+    full = suite_environment()
+    environment = {"cpu": full.get("cpu", ""), "cores": full["cores"], "python": full["python"]}
     lines = [
         f"`edge-fer camera --headless` on 640x360 real-face videos ({args.seconds:g} s, 25 fps, "
         f"{runs[0]['frames']} frames); {environment['cpu']}, {environment['cores']} cores. "

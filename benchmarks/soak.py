@@ -20,46 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import untrained_int8
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
 
 __all__ = ["main"]
-
-
-def _model(out: Path, video: Path) -> Path:
-    folder = out / "stt_tiny_int8"
-    if (folder / "model.xml").is_file():
-        return folder
-    import torch
-
-    from edge_fer.models import build_model
-    from edge_fer.models.checkpoint import save_checkpoint
-    from edge_fer.presets import get_preset
-
-    torch.manual_seed(0)
-    preset = get_preset("stt_tiny")
-    save_checkpoint(out / "stt_tiny.pt", model=build_model(preset), preset=preset, kind="stt")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "export.openvino",
-            "--checkpoint",
-            str(out / "stt_tiny.pt"),
-            "--precision",
-            "int8",
-            "--calib",
-            f"videos={video},samples=32",
-            "--out",
-            str(folder),
-            "--force",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"export failed:\n{result.stderr[-2000:]}")
-    return folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, out: Path, video: Path, log: Path) -> float:
-    model = args.model or _model(out, video)
+    model = args.model or untrained_int8("stt_tiny", out, video, samples=32)
     log.unlink(missing_ok=True)
     command = [sys.executable, "-m", "edge_fer", "camera", "--model", str(model), "--source", str(video), "--loop"]
     command += ["--headless", "--max-frames", str(args.frames), "--stats-every", str(args.interval)]

@@ -190,36 +190,19 @@ def write_face_video(
     expressions = [_expression_curves(frames, fps, rng) for _ in tracks]
     background = _background(width, height, rng)
 
-    truth = []
-    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-    with atomic_output(path, force=force) as tmp:
-        video_tmp = tmp.with_suffix(".mp4")  # OpenCV picks the container from the extension
-        writer = cv2.VideoWriter(str(video_tmp), fourcc, fps, (width, height))
-        try:
-            if not writer.isOpened():
-                raise DatasetError("OpenCV cannot write MP4 here (no mp4v encoder)")
-            for index in range(frames):
-                frame = background.astype(np.float32).copy()
-                present = []
-                for face_id, track in enumerate(tracks):
-                    cx, cy, face_h = layout[face_id, index]
-                    if np.isnan(cx):
-                        continue
-                    box = _paste(frame, track, expressions[face_id], index, (cx, cy), face_h)
-                    if box is not None:
-                        present.append({"id": face_id, "box": [round(v, 1) for v in box]})
-                noise = rng.normal(0, 2.0, frame.shape)
-                writer.write(np.clip(frame + noise, 0, 255).astype(np.uint8))
-                truth.append(present)
-            writer.release()
-            os.replace(video_tmp, tmp)
-        finally:
-            writer.release()
-            video_tmp.unlink(missing_ok=True)
-    script = {"fps": fps, "frames": frames, "size": [width, height], "faces": list(faces[:2]), "truth": truth}
-    with atomic_output(path.with_name(path.name + ".truth.json"), force=True) as tmp:
-        tmp.write_text(json.dumps(script))
-    return script
+    return _render(
+        path,
+        fps=fps,
+        size=size,
+        tracks=tracks,
+        expressions=expressions,
+        background=background,
+        rng=rng,
+        place=lambda face_id, index: tuple(layout[face_id, index]),
+        frames=frames,
+        faces=list(faces[:2]),
+        force=force,
+    )
 
 
 def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -301,22 +284,47 @@ def write_crowd_video(
     expressions = [_expression_curves(frames, fps, rng) for _ in tracks]
     phases = rng.uniform(0, 2 * np.pi, size=(faces, 3))
     background = _background(width, height, rng)
+
+    def place(face_id: int, index: int) -> tuple[float, float, float]:
+        t = index / fps
+        row, column = divmod(face_id, columns)
+        cx = (column + 0.5) * cell_w + 0.12 * cell_w * np.sin(0.5 * t + phases[face_id, 0])
+        cy = (row + 0.5) * cell_h + 0.08 * cell_h * np.sin(0.4 * t + phases[face_id, 1])
+        return cx, cy, min(cell_w, cell_h) * (0.6 + 0.1 * np.sin(0.3 * t + phases[face_id, 2]))
+
+    return _render(
+        path,
+        fps=fps,
+        size=size,
+        tracks=tracks,
+        expressions=expressions,
+        background=background,
+        rng=rng,
+        place=place,
+        frames=frames,
+        faces=faces,
+        force=force,
+    )
+
+
+def _render(path: Path, *, fps, size, tracks, expressions, background, rng, place, frames, faces, force) -> dict:
+    """Write the MP4 (atomically) and ``<video>.truth.json``; ``place(face, frame)`` gives the
+    face's centre x, y and height in pixels (NaN: absent). Returns the script."""
+    width, height = size
     truth = []
     with atomic_output(path, force=force) as tmp:
-        video_tmp = tmp.with_suffix(".mp4")
+        video_tmp = tmp.with_suffix(".mp4")  # OpenCV picks the container from the extension
         writer = cv2.VideoWriter(str(video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         try:
             if not writer.isOpened():
                 raise DatasetError("OpenCV cannot write MP4 here (no mp4v encoder)")
             for index in range(frames):
-                t = index / fps
                 frame = background.astype(np.float32).copy()
                 present = []
                 for face_id, track in enumerate(tracks):
-                    row, column = divmod(face_id, columns)
-                    cx = (column + 0.5) * cell_w + 0.12 * cell_w * np.sin(0.5 * t + phases[face_id, 0])
-                    cy = (row + 0.5) * cell_h + 0.08 * cell_h * np.sin(0.4 * t + phases[face_id, 1])
-                    face_h = min(cell_w, cell_h) * (0.6 + 0.1 * np.sin(0.3 * t + phases[face_id, 2]))
+                    cx, cy, face_h = place(face_id, index)
+                    if np.isnan(cx):
+                        continue
                     box = _paste(frame, track, expressions[face_id], index, (cx, cy), face_h)
                     if box is not None:
                         present.append({"id": face_id, "box": [round(v, 1) for v in box]})

@@ -156,23 +156,22 @@ class FaceTracker:
         boxes, scores, marks = detections.boxes[keep], detections.scores[keep], detections.landmarks[keep]
         iou = iou_matrix(np.array([t.box for t in self.tracks]).reshape(-1, 4), boxes)
         matched_tracks, matched_dets = set(), set()
+        pairs = []
         for flat in np.argsort(-iou, axis=None, kind="stable"):
             ti, di = divmod(int(flat), len(boxes))
             if iou[ti, di] < self.iou_threshold:
                 break
-            if ti in matched_tracks or di in matched_dets:
-                continue
-            matched_tracks.add(ti)
-            matched_dets.add(di)
-            track = self.tracks[ti]
-            track.box, track.landmarks, track.score = boxes[di].copy(), marks[di].copy(), float(scores[di])
-            track.visible = True
-            track.points = _flow_points(gray, track.box, track.landmarks)
+            if ti not in matched_tracks and di not in matched_dets:
+                pairs.append((ti, di))
+                matched_tracks.add(ti)
+                matched_dets.add(di)
         # Second pass for what IoU left over: a fast move between two detection frames can leave
         # no overlap, so accept a nearby detection of similar size (centre within 0.6 face sizes).
         for ti, di in _near_pairs(self.tracks, boxes, matched_tracks, matched_dets):
+            pairs.append((ti, di))
             matched_tracks.add(ti)
             matched_dets.add(di)
+        for ti, di in pairs:
             track = self.tracks[ti]
             track.box, track.landmarks, track.score = boxes[di].copy(), marks[di].copy(), float(scores[di])
             track.visible = True
