@@ -2,6 +2,7 @@
 frames, too many faces, corrupt metadata and annotation files (property-based)."""
 
 import json
+import shlex
 import subprocess
 import sys
 import threading
@@ -200,6 +201,107 @@ def test_unwritable_events_warn_once_and_keep_classifying(model, video, tmp_path
     assert "No space left on device" in result.stderr
     summary = json.loads(stats.read_text())
     assert summary["frames"] == 150 and summary["events"] > 0  # classified to the end
+
+
+def _file_size_limit(limit: int):
+    """preexec_fn: cap the size of any file the child writes, as a quota would (EFBIG, not a signal)."""
+
+    def apply() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def _check_kept_recording(path: Path, total: int) -> int:
+    assert path.exists() and not list(path.parent.glob(".*partial*"))
+    capture = cv2.VideoCapture(str(path))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert 0 < frames < total  # what was recorded plays back, to its end
+    return frames
+
+
+def _recording_run(model, video, tmp_path, record: Path, **popen) -> tuple[subprocess.CompletedProcess, dict]:
+    events, stats = tmp_path / "events.jsonl", tmp_path / "stats.json"
+    args = ["--model", str(model), "--source", str(video), "--loop", "--max-frames", "1200"]
+    args += ["--record", str(record), "--events", str(events), "--stats-json", str(stats)]
+    result = subprocess.run(_camera(*args), capture_output=True, text=True, cwd=ROOT, timeout=600, **popen)
+    assert result.returncode == 4, result.stderr[-2000:]  # 4: outputs incomplete
+    assert result.stderr.count("warning: output incomplete, continuing") == 1 and "Traceback" not in result.stderr
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == 1200 and _lines(events)[-1]["frame"] > 1100  # classified to the end
+    return result, summary
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_recording_that_reaches_a_file_size_limit_stops_and_keeps_a_playable_video(model, video, tmp_path):
+    # 1200 frames of this video record to about 3 MB; the limit lets about half of that through.
+    limit = 3 * 2**20 + 2**19
+    result, _ = _recording_run(model, video, tmp_path, tmp_path / "out.mp4", preexec_fn=_file_size_limit(limit))
+    assert "file-size limit" in result.stderr and "recording stopped after" in result.stderr
+    _check_kept_recording(tmp_path / "out.mp4", 1200)
+
+
+def test_recording_onto_a_disk_that_fills_stops_and_keeps_a_playable_video(model, video, tmp_path):
+    """A real full disk: a 4 MB tmpfs mounted in a private mount namespace (needs user
+    namespaces; skipped where the kernel refuses them)."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user/mount namespaces here to mount a small disk: {probe.stderr.decode().strip()}")
+    disk, kept = tmp_path / "disk", tmp_path / "kept.mp4"
+    disk.mkdir()
+    inner = " ".join(map(shlex.quote, _camera()))  # camera args follow via "$@"
+    script = (
+        f"mount -t tmpfs -o size=4m tmpfs {shlex.quote(str(disk))} || exit 99; "
+        f'{inner} "$@"; code=$?; df -k {shlex.quote(str(disk))} >&2; '
+        f"cp {shlex.quote(str(disk / 'out.mp4'))} {shlex.quote(str(kept))}; exit $code"
+    )
+    events, stats = tmp_path / "events.jsonl", tmp_path / "stats.json"
+    args = ["--model", str(model), "--source", str(video), "--loop", "--max-frames", "1200"]
+    args += ["--record", str(disk / "out.mp4"), "--events", str(events), "--stats-json", str(stats)]
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    if result.returncode == 99:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {result.stderr.strip()}")
+    assert result.returncode == 4, result.stderr[-2000:]
+    assert result.stderr.count("warning: output incomplete, continuing") == 1 and "Traceback" not in result.stderr
+    assert "disk nearly full" in result.stderr and "recording stopped after" in result.stderr
+    assert json.loads(stats.read_text())["frames"] == 1200 and _lines(events)[-1]["frame"] > 1100
+    _check_kept_recording(kept, 1200)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_recording_cut_short_before_it_can_be_finished_is_removed_not_left_broken(tmp_path):
+    """When the limit is hit between checks, the MP4 has no index: it must not be renamed into
+    place as if it were a video, nor left behind."""
+    code = """
+import sys, numpy as np
+from edge_fer.runtime.sinks import Recorder
+recorder = Recorder(sys.argv[1], 25.0)
+recorder.CHECK_EVERY = 10**9  # never look: the limit hits mid-write
+rng = np.random.default_rng(0)
+for _ in range(60):
+    recorder.write(rng.integers(0, 255, (360, 640, 3), dtype=np.uint8))
+recorder.close()
+print(recorder.failed)
+"""
+    out = tmp_path / "out.mp4"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        preexec_fn=_file_size_limit(2**20),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "could not be finalised" in result.stdout
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
 
 
 def test_unwritable_output_paths_are_refused_before_the_run(model, video, tmp_path):

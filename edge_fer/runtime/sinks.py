@@ -58,7 +58,16 @@ class EventLog:
 
 
 class Recorder:
-    """Annotated MP4 (mp4v), opened on the first frame; renamed into place on ``close``."""
+    """Annotated MP4 (mp4v), opened on the first frame; renamed into place on ``close``.
+
+    OpenCV's writer reports no errors - a full disk or a file-size limit silently yields a
+    video without its index. So the recorder watches the room left for the file (free disk
+    space, and the process's file-size limit) and stops *before* it runs out, leaving room
+    to finish the file: what was recorded stays a playable video. ``close`` opens the result
+    to check it before renaming it into place.
+    """
+
+    CHECK_EVERY = 10  # frames between checks of the room left (a statvfs call: microseconds)
 
     def __init__(self, path: str | os.PathLike, fps: float, *, force: bool = False) -> None:
         self.path = Path(path)
@@ -67,10 +76,11 @@ class Recorder:
         self.fps = fps if fps > 0 else 25.0
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
+        self.finished = False  # no more frames once the file is finalised
         self.failed: str | None = None
 
     def write(self, frame: np.ndarray) -> None:
-        if self.failed:
+        if self.failed or self.finished:
             return
         if self.writer is None:
             height, width = frame.shape[:2]
@@ -80,25 +90,55 @@ class Recorder:
                 return
         self.writer.write(frame)
         self.frames += 1
-        # OpenCV's writer reports no errors: check the disk itself now and then
-        if self.frames % 100 == 0 and _free_bytes(self.partial.parent) < 8 * 2**20:
-            self.failed = f"video {self.path}: disk full (under 8 MB free); recording stopped"
-            self.writer.release()
-            self.writer = None
-            self.partial.unlink(missing_ok=True)
+        if self.frames % self.CHECK_EVERY == 0:
+            room, what = self._room_left()
+            if room < self._room_needed():
+                self.failed = f"video {self.path}: {what}; recording stopped after {self.frames} frames (kept)"
+                self._finish()
 
-    def close(self) -> None:
-        if self.writer is None:
+    def _room_left(self) -> tuple[int, str]:
+        """Bytes the file can still grow by, and what limits it."""
+        room, what = _free_bytes(self.partial.parent), "disk nearly full"
+        limit = _file_size_limit()
+        if limit is not None:
+            size = _size(self.partial)
+            if limit - size < room:
+                room, what = limit - size, f"file-size limit ({limit} bytes) nearly reached"
+        return room, what
+
+    def _room_needed(self) -> int:
+        """Room to keep going for a while and still finish the file: the muxer's buffer and
+        the index (about 16 bytes a frame), plus 50 frames at the rate so far."""
+        size = _size(self.partial)
+        per_frame = size / self.frames if size else 0.0
+        return 2 * 2**20 + 16 * self.frames + int(50 * per_frame)
+
+    def _finish(self) -> None:
+        """Finalise the video and rename it into place if it plays back; else remove it."""
+        if self.finished or self.writer is None:
             return
+        self.finished = True
         self.writer.release()
-        self.writer = None
         try:
-            if self.frames and self.partial.stat().st_size > 0:
+            readable = self.frames and _video_frames(self.partial) > 0
+            if readable:
                 os.replace(self.partial, self.path)
             else:
                 self.partial.unlink(missing_ok=True)
+                if self.frames:
+                    self.failed = self.failed or f"video {self.path}: could not be finalised (disk full?); removed"
         except OSError as exc:
             self.failed = self.failed or f"video {self.path}: {exc.strerror or exc}"
+
+    def close(self) -> None:
+        self._finish()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _free_bytes(folder: Path) -> int:
@@ -107,6 +147,25 @@ def _free_bytes(folder: Path) -> int:
     except (OSError, AttributeError):  # no statvfs (Windows): assume space
         return 2**62
     return stats.f_bavail * stats.f_frsize
+
+
+def _file_size_limit() -> int | None:
+    """The soft RLIMIT_FSIZE in bytes, None when unlimited (or on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _video_frames(path: Path) -> int:
+    """Frames a video file says it holds (0 when it cannot be opened: no index written)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
 
 
 class Display:
