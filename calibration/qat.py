@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from edge_fer.errors import ArtifactError
+from edge_fer.models.stt import STTHead
 from edge_fer.presets import ModelPreset
 
 __all__ = [
@@ -80,6 +81,14 @@ def _part_samples(model: nn.Module, inputs: torch.Tensor) -> dict[str, list[torc
 QAT_TARGETS = ("openvino", "tensorrt")
 
 
+def _full_last_block(model: nn.Module) -> None:
+    """Compute the STT head's last block in full: its class-only shortcut slices the q/kv
+    weights at run time, which NNCF's torch quantizer cannot follow (same outputs either way)."""
+    for module in model.modules():
+        if isinstance(module, STTHead):
+            module.class_only_last = False
+
+
 def prepare_qat(model: nn.Module, calibration_inputs: np.ndarray, *, target: str = "openvino") -> nn.Module:
     """Insert INT8 fake-quantizers for ``target``, initialised on calibration inputs.
 
@@ -93,6 +102,7 @@ def prepare_qat(model: nn.Module, calibration_inputs: np.ndarray, *, target: str
     if target not in QAT_TARGETS:
         raise ValueError(f"QAT target must be one of {QAT_TARGETS}, got {target!r}")
     model.eval()
+    _full_last_block(model)
     samples = _part_samples(model, torch.from_numpy(calibration_inputs))
     for name, module in qat_parts(model).items():
         quantized = nncf.quantize(
@@ -191,6 +201,7 @@ def restore_qat(float_model: nn.Module, state: dict[str, str], preset: ModelPres
     import nncf.torch
 
     model = float_model.eval()
+    _full_last_block(model)
     parts = qat_parts(model)
     if set(state) != set(parts):
         raise ArtifactError(

@@ -40,6 +40,24 @@ def test_split_equals_full(name):
     assert (full - split).abs().max().item() <= 1e-5
 
 
+def test_class_only_last_block_is_exact():
+    """The last block updates only the class token (its frame-token updates never reach the
+    output): the same logits as the full block, for about a third less of that block's work."""
+    torch.manual_seed(0)
+    model = build_model("stt_base").eval()
+    tokens = model.example_input("head", batch=2)
+    block = model.head.blocks[-1]
+    cls = torch.randn(2, 1, model.embed_dim)
+    with torch.no_grad():
+        _, full_cls = block(tokens, cls)
+        kept_tokens, class_only_cls = block(tokens, cls, class_only=True)
+        attn = block.spatial_attn
+        x = torch.randn(3, 50, model.embed_dim)
+        assert (attn(x, queries=1) - attn(x)[:, :1]).abs().max().item() <= 1e-5
+    assert (class_only_cls - full_cls).abs().max().item() <= 1e-5
+    assert kept_tokens is tokens
+
+
 def test_every_parameter_gets_a_gradient():
     model = build_model("stt_tiny").train()
     clip = model.example_input("full", batch=4)

@@ -9,7 +9,9 @@ across frames) *jointly* - both read the same normalised tokens and their output
 summed into the residual stream - then an MLP. Learnable spatial and temporal position
 embeddings and a class token; the class token joins every frame's spatial attention and
 every location's temporal attention and takes the mean of those updates, so each block's
-temporal attention reaches the output (also in the last block).
+temporal attention reaches the output (also in the last block). The last block's frame-token
+updates never reach the output, so it updates the class token only (the same logits, about
+8% less work for the head; see ``SpatioTemporalBlock``).
 
 Model card
     Input ``clip``: (B, T, 3, H, W) float32, RGB, pixels / 255 normalised with ImageNet
@@ -25,6 +27,7 @@ cached tokens to logits. ``head(stack(backbone(frame_t)))`` equals ``forward(cli
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edge_fer.models.resnet import ResNet18Trunk, trunk_output_size
@@ -51,13 +54,24 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, queries: int | None = None) -> torch.Tensor:
+        """x: (N, L, D) -> (N, L, D); with ``queries=Q`` only the first Q tokens ask, all L
+        answer: (N, Q, D), the same values as ``forward(x)[:, :Q]`` at a fraction of the cost."""
         n, length, dim = x.shape
-        qkv = self.qkv(x).reshape(n, length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (N, heads, L, head_dim)
-        attn = (q * self.scale) @ k.transpose(-2, -1)  # (N, heads, L, L)
+        if queries is None:
+            qkv = self.qkv(x).reshape(n, length, 3, self.num_heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (N, heads, L, head_dim)
+        else:
+            # Split by the module's own width (a Python int), not x.shape: exporters then see
+            # constant weight slices, fold them, and quantize these MatMuls like any other.
+            width, weight, bias = self.num_heads * self.head_dim, self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, :queries], weight[:width], bias[:width])
+            q = q.reshape(n, queries, self.num_heads, self.head_dim).transpose(1, 2)  # (N, heads, Q, head_dim)
+            kv = F.linear(x, weight[width:], bias[width:]).reshape(n, length, 2, self.num_heads, self.head_dim)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q * self.scale) @ k.transpose(-2, -1)  # (N, heads, Q or L, L)
         attn = self.attn_drop(attn.softmax(dim=-1))
-        out = (attn @ v).transpose(1, 2).reshape(n, length, dim)  # (N, L, D)
+        out = (attn @ v).transpose(1, 2).reshape(n, q.shape[2], dim)
         return self.proj_drop(self.proj(out))
 
 
@@ -84,22 +98,34 @@ class SpatioTemporalBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
 
-    def forward(self, x: torch.Tensor, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, T, P, D) frame tokens; cls: (B, 1, D) class token."""
+    def forward(
+        self, x: torch.Tensor, cls: torch.Tensor, *, class_only: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, P, D) frame tokens; cls: (B, 1, D) class token.
+
+        ``class_only``: update only the class token (x is returned as it came). Exact for the
+        last block, whose frame-token updates never reach the output: the frame tokens then
+        only answer (keys and values), which saves about a third of that block's work.
+        """
         b, t, p, d = x.shape
         h = self.norm1(x)
         h_cls = self.norm1(cls).unsqueeze(1)  # (B, 1, 1, D)
         # Spatial: the tokens of one frame, with the class token in front.
-        spatial_in = torch.cat([h_cls.expand(b, t, 1, d), h], dim=2)  # (B, T, 1+P, D)
-        spatial = self.spatial_attn(spatial_in.reshape(b * t, 1 + p, d)).reshape(b, t, 1 + p, d)
+        spatial_in = torch.cat([h_cls.expand(b, t, 1, d), h], dim=2).reshape(b * t, 1 + p, d)
         # Temporal: one token location across the frames, with the class token in front.
-        temporal_in = torch.cat([h_cls.expand(b, p, 1, d), h.transpose(1, 2)], dim=2)  # (B, P, 1+T, D)
-        temporal = self.temporal_attn(temporal_in.reshape(b * p, 1 + t, d)).reshape(b, p, 1 + t, d)
-        x = x + spatial[:, :, 1:] + temporal[:, :, 1:].transpose(1, 2)
+        temporal_in = torch.cat([h_cls.expand(b, p, 1, d), h.transpose(1, 2)], dim=2).reshape(b * p, 1 + t, d)
+        if class_only:
+            spatial = self.spatial_attn(spatial_in, queries=1).reshape(b, t, 1, d)
+            temporal = self.temporal_attn(temporal_in, queries=1).reshape(b, p, 1, d)
+        else:
+            spatial = self.spatial_attn(spatial_in).reshape(b, t, 1 + p, d)
+            temporal = self.temporal_attn(temporal_in).reshape(b, p, 1 + t, d)
+            x = x + spatial[:, :, 1:] + temporal[:, :, 1:].transpose(1, 2)
         # The class token joins every frame's and every location's attention; it takes the
         # mean of those updates, so it sees space and time in every block.
         cls = cls + spatial[:, :, 0].mean(dim=1, keepdim=True) + temporal[:, :, 0].mean(dim=1, keepdim=True)
-        x = x + self.mlp(self.norm2(x))
+        if not class_only:
+            x = x + self.mlp(self.norm2(x))
         cls = cls + self.mlp(self.norm2(cls))
         return x, cls
 
@@ -169,6 +195,9 @@ class STTHead(nn.Module):
         self.blocks = nn.ModuleList(SpatioTemporalBlock(embed_dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim)
         self.fc = nn.Linear(embed_dim, num_classes)
+        # The last block updates only the class token (exact, ~8% less work). Off for NNCF's
+        # torch QAT, which cannot quantize a Linear whose weight is sliced at run time.
+        self.class_only_last = True
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         # Learnable position embeddings, initialised with fixed sinusoids rather than small
         # noise: order is then visible from the first step (measured on the synthetic
@@ -185,8 +214,8 @@ class STTHead(nn.Module):
         t = tokens.shape[1]
         x = self.pos_drop(tokens + self.pos_space + self.pos_time[:, :t])  # (B, T, P, D)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)  # (B, 1, D)
-        for block in self.blocks:
-            x, cls = block(x, cls)
+        for index, block in enumerate(self.blocks):
+            x, cls = block(x, cls, class_only=self.class_only_last and index == len(self.blocks) - 1)
         return self.fc(self.norm(cls[:, 0]))  # (B, num_classes)
 
 
