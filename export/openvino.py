@@ -40,15 +40,18 @@ def convert_part(exportable, part: str):
     import openvino as ov
     import torch
 
+    example = exportable.example(part, batch=1)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = ov.convert_model(exportable.module(part), example_input=exportable.example(part, batch=1))
+        model = ov.convert_model(exportable.module(part), example_input=example)
     # Traced models have unnamed tensors; use the ONNX names so every artifact has the same I/O.
     input_name, output_name = exportable.model.io_names[part]
     model.inputs[0].get_tensor().set_names({input_name})
     model.outputs[0].get_tensor().set_names({output_name})
-    batch_free = [ov.Dimension.dynamic(), *model.inputs[0].get_partial_shape()[1:]]
-    model.reshape({model.inputs[0]: ov.PartialShape(batch_free)})  # a dynamic batch, as in the ONNX
+    # Tracing leaves every axis open; only the batch is, as in the ONNX (static axes also let
+    # the runtime compile the head for a fixed shape, which runs faster).
+    batch_free = [ov.Dimension.dynamic(), *example.shape[1:]]
+    model.reshape({model.inputs[0]: ov.PartialShape(batch_free)})
     return model
 
 

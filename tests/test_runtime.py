@@ -174,6 +174,26 @@ def test_streaming_pair_equals_full_clip_model(models, video):
     assert streaming.backbone_frames > 0
 
 
+def test_openvino_static_shapes_match_dynamic_and_stay_bounded(models):
+    """The head compiled per batch size gives the dynamic model's outputs; past the kept
+    number of shapes it runs the dynamic model instead of recompiling forever."""
+    from edge_fer.runtime.backends import open_backend
+
+    head = models / "stt_tiny.head.onnx"
+    static = open_backend(head, backend="openvino", precision="f32", static_shapes=True)
+    dynamic = open_backend(head, backend="openvino", precision="f32")
+    name = next(iter(static.inputs))
+    assert len(static._static) == 1  # batch 1 compiled up front, no dynamic model
+    rng = np.random.default_rng(0)
+    kept = static.STATIC_SHAPES_KEPT
+    for batch in range(1, kept + 3):
+        tokens = rng.standard_normal((batch, *static.inputs[name][1:]), dtype=np.float32)
+        np.testing.assert_allclose(
+            static.infer({name: tokens})["logits"], dynamic.infer({name: tokens})["logits"], atol=1e-4
+        )
+    assert len(static._static) == kept and static.request is not None
+
+
 def test_tracker_keeps_ids_through_short_misses_and_caps_faces():
     frame = np.zeros((200, 300), np.uint8)
     face = lambda x: Detections(  # noqa: E731
