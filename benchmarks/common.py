@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["untrained_int8"]
+import numpy as np
+
+__all__ = ["call_times_ms", "untrained_int8"]
+
+
+def call_times_ms(call: Callable[[], object], *, warmup: int, iters: int) -> np.ndarray:
+    """Milliseconds of each of ``iters`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return np.array(times) * 1000
 
 
 def untrained_int8(preset_name: str, out: Path, calib_video: Path, *, samples: int) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import call_times_ms
 from edge_fer.artifacts import read_artifact
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
@@ -39,15 +40,8 @@ def time_artifact(
         path, backend=backend, threads=threads, precision=precision if backend in ("auto", "openvino") else None
     ) as runner:
         load_s = time.perf_counter() - load_start
-        for _ in range(warmup):
-            runner.infer(feed)
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
-            runner.infer(feed)
-            times.append(time.perf_counter() - start)
+        ms = call_times_ms(lambda: runner.infer(feed), warmup=warmup, iters=iters)
         used = runner.name
-    ms = np.array(times) * 1000
     frames = batch * (artifact.preset.preprocessing.clip_len if artifact.part == "full" else 1)
     return {
         "artifact": str(path),
@@ -61,8 +55,8 @@ def time_artifact(
         "warmup": warmup,
         "p50_ms": float(np.percentile(ms, 50)),
         "p90_ms": float(np.percentile(ms, 90)),
-        "throughput_per_s": float(batch / np.median(times)),
-        "frames_per_s": float(frames / np.median(times)),
+        "throughput_per_s": float(1000 * batch / np.median(ms)),
+        "frames_per_s": float(1000 * frames / np.median(ms)),
         "load_s": load_s,
         "size_mb": sum(f.stat().st_size for f in [path, path.with_suffix(".bin")] if f.exists()) / 2**20,
     }

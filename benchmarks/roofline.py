@@ -16,13 +16,12 @@ the weights). Writes ``roofline.json`` and ``roofline.md``.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import untrained_int8
+from benchmarks.common import call_times_ms, untrained_int8
 from benchmarks.suite import environment as suite_environment
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
@@ -46,14 +45,7 @@ def head_macs(preset_name: str) -> dict[str, float]:
 
 
 def _median_ms(request, feed, repeats: int = 30) -> float:
-    for _ in range(3):
-        request.infer(feed)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        request.infer(feed)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1000)
+    return float(np.median(call_times_ms(lambda: request.infer(feed), warmup=3, iters=repeats)))
 
 
 def gemm_rates(rows: int = 3136, width: int = 2048, layers: int = 4) -> dict[str, float]:

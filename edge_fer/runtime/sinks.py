@@ -78,6 +78,7 @@ class Recorder:
         self.frames = 0
         self.finished = False  # no more frames once the file is finalised
         self.failed: str | None = None
+        self.size_limit = _file_size_limit()  # a process property: read once
 
     def write(self, frame: np.ndarray) -> None:
         if self.failed or self.finished:
@@ -91,25 +92,22 @@ class Recorder:
         self.writer.write(frame)
         self.frames += 1
         if self.frames % self.CHECK_EVERY == 0:
-            room, what = self._room_left()
-            if room < self._room_needed():
+            size = _size(self.partial)
+            room, what = self._room_left(size)
+            if room < self._room_needed(size):
                 self.failed = f"video {self.path}: {what}; recording stopped after {self.frames} frames (kept)"
                 self._finish()
 
-    def _room_left(self) -> tuple[int, str]:
-        """Bytes the file can still grow by, and what limits it."""
+    def _room_left(self, size: int) -> tuple[int, str]:
+        """Bytes the file (now ``size`` bytes) can still grow by, and what limits it."""
         room, what = _free_bytes(self.partial.parent), "disk nearly full"
-        limit = _file_size_limit()
-        if limit is not None:
-            size = _size(self.partial)
-            if limit - size < room:
-                room, what = limit - size, f"file-size limit ({limit} bytes) nearly reached"
+        if self.size_limit is not None and self.size_limit - size < room:
+            room, what = self.size_limit - size, f"file-size limit ({self.size_limit} bytes) nearly reached"
         return room, what
 
-    def _room_needed(self) -> int:
+    def _room_needed(self, size: int) -> int:
         """Room to keep going for a while and still finish the file: the muxer's buffer and
         the index (about 16 bytes a frame), plus 50 frames at the rate so far."""
-        size = _size(self.partial)
         per_frame = size / self.frames if size else 0.0
         return 2 * 2**20 + 16 * self.frames + int(50 * per_frame)
 

@@ -39,7 +39,7 @@ class OpenVINOBackend(Backend):
             config["INFERENCE_PRECISION_HINT"] = precision
         # Static shapes: the CPU plugin runs a model compiled for one input shape faster than a
         # dynamic one (measured here: the face detector about 2x, the STT head about 1.1x), so
-        # recompile per input shape (about 0.5 s each) and keep the last few.
+        # compile once per input shape (about 0.5 s each), for up to STATIC_SHAPES_KEPT shapes.
         self._static = {} if static_shapes else None
         self._core, self._device, self._config = core, device, config
         try:
