@@ -1,11 +1,44 @@
-import pytest
-import torch
+import subprocess
+import sys
+from pathlib import Path
+
+import isa  # before torch: a capped run (EDGE_FER_ISA_CAP) must set the libraries' caps first
+
+if isa.requested():
+    isa.apply_cap(isa.requested())
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
     yield
+
+
+def pytest_report_header(config):
+    """Say which ISA the engines run with; in a capped run, prove the cap is in force."""
+    import platform
+
+    flags = set()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []))
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+    lines = [f"CPU: {platform.machine()}, features: {' '.join(f for f in wanted if f in flags) or 'unknown'}"]
+    cap = isa.requested()
+    if cap:
+        lines.append(f"ISA capped to {cap} ({isa.CAP_ENV}):")
+        try:
+            lines += ["  " + line for line in isa.verify_cap(cap)]
+        except AssertionError as exc:
+            pytest.exit(f"the ISA cap is not in force: {exc}", returncode=3)
+    return lines
 
 
 def pytest_collection_modifyitems(config, items):
@@ -15,3 +48,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def dfer_data(tmp_path_factory):
+    """35 synthetic DFER videos in DFEW's layout (shared by the export and bench tests)."""
+    from edge_fer.data.synth import write_dfer
+
+    return write_dfer(tmp_path_factory.mktemp("dfer"), clips=35, seed=4, workers=2)
+
+
+@pytest.fixture(scope="session")
+def trained_stt(dfer_data, tmp_path_factory):
+    """``stt_tiny`` trained 15 epochs on ``dfer_data`` (about 25 s on 2 cores).
+
+    Engine-parity tests need a trained network: an untrained one has near-constant class
+    features, so its final LayerNorm amplifies rounding noise and its logits are too close
+    together for top-1 to mean anything."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    command = [sys.executable, "-m", "train.stt", "--dataset", "dfew", "--root", str(dfer_data), "--fold", "2"]
+    command += ["--epochs", "15", "--batch-size", "4", "--workers", "0", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out / "last.pt"

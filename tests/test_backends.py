@@ -19,6 +19,7 @@ def exported(tmp_path_factory):
         return path, x.numpy(), model(x).numpy()
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
 def test_backend_matches_torch(exported, name):
     if name not in available_backends():

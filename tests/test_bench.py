@@ -10,7 +10,6 @@ import torch
 
 from benchmarks.suite import pareto_front
 from edge_fer.artifacts import write_sidecar
-from edge_fer.data.synth import write_dfer
 from edge_fer.models import build_model
 from edge_fer.models.checkpoint import save_checkpoint
 from edge_fer.presets import get_preset
@@ -23,9 +22,9 @@ def run(*args):
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, dfer_data):
     folder = tmp_path_factory.mktemp("bench")
-    data = write_dfer(folder / "data", clips=35, seed=4, workers=2)
+    data = dfer_data
     torch.manual_seed(0)
     preset = get_preset("stt_tiny")
     checkpoint = folder / "run" / "best.pt"

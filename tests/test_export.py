@@ -16,16 +16,23 @@ from calibration.qat import prepare_qat, qat_state, quantizer_summary
 from calibration.sets import build_from_dataset
 from edge_fer.artifacts import read_artifact, sidecar_path
 from edge_fer.data.sampling import to_model_input
-from edge_fer.data.synth import write_dfer
 from edge_fer.errors import ArtifactError
 from edge_fer.models import build_model
 from edge_fer.models.checkpoint import save_checkpoint
 from edge_fer.presets import get_preset
 from edge_fer.runtime.backends import open_backend
 from export.qdq import quantize_for_tensorrt, tensorrt_qdq_violations
+from parity import FLOAT32_RELATIVE, assert_within_units, classifier_unit
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+# Bounds in units of the last layer's INT8 step (tests/parity.py), at least twice what was
+# measured on a Zen 3 (AVX2 only) with stt_tiny trained 15 and 30 epochs: the same quantized
+# network in two engines (QAT torch vs ONNX Runtime, a streaming pair against its full model)
+# 0.6-1.8 units; an INT8 model against its FP32 source (which adds the quantization error
+# itself) 4.2-7.9 units.
+QAT_ENGINES_UNITS = 8
+PTQ_UNITS = 16
 
 
 def run(*args, env=None):
@@ -35,17 +42,13 @@ def run(*args, env=None):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_dfer(tmp_path_factory.mktemp("dfer"), clips=35, seed=4, workers=2)
+def data(dfer_data):
+    return dfer_data
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    preset = get_preset("stt_tiny")
-    path = tmp_path_factory.mktemp("run") / "best.pt"
-    save_checkpoint(path, model=build_model(preset), preset=preset, kind="stt", extra={"epoch": 0})
-    return path
+def checkpoint(trained_stt):
+    return trained_stt
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +148,9 @@ def streaming(backbone_path, head_path, clips, precision):
         return head.infer({"tokens": tokens.reshape(b, t, *tokens.shape[1:])})["logits"]
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_openvino_precisions_and_the_streaming_pair(checkpoint, calib, clips, tmp_path, precision):
+def test_openvino_precisions_and_the_streaming_pair(checkpoint, calib, clips, unit, tmp_path, precision):
     out = tmp_path / precision
     args = ["-m", "export.openvino", "--checkpoint", str(checkpoint), "--precision", precision, "--out", str(out)]
     result = run(*args, *(["--calib", str(calib)] if precision == "int8" else []))
@@ -159,15 +163,16 @@ def test_openvino_precisions_and_the_streaming_pair(checkpoint, calib, clips, tm
     pair = streaming(paths["backbone"], paths["head"], clips, "f32")
     with torch.no_grad():
         reference = build_model_from(checkpoint)(torch.from_numpy(clips)).numpy()
-    scale = np.abs(reference).max()
-    if precision == "int8":  # the parts are quantized separately from the full model
+    if precision == "int8":  # the parts are quantized (calibrated) separately from the full model
         meta = read_artifact(paths["model"]).meta["quantization"]
         assert meta["method"] == "nncf-ptq" and meta["calibration"]["samples"] == 14
-        assert np.abs(pair - whole).max() <= 0.1 * scale
-        assert np.abs(whole - reference).max() <= 0.1 * scale
+        assert_within_units(whole, reference, unit, units=PTQ_UNITS, what="OpenVINO INT8 vs torch FP32")
+        assert_within_units(pair, whole, unit, units=PTQ_UNITS, what="OpenVINO INT8 pair vs full model")
     else:
-        assert np.abs(pair - whole).max() <= 1e-3 * scale
-        assert np.abs(whole - reference).max() <= (1e-3 if precision == "fp32" else 5e-3) * scale
+        scale = np.abs(reference).max()
+        assert np.abs(pair - whole).max() <= FLOAT32_RELATIVE * scale
+        # fp16 weights: each weight's rounding error is <= 2^-11 relative
+        assert np.abs(whole - reference).max() <= (FLOAT32_RELATIVE if precision == "fp32" else 5e-3) * scale
     size = {p: sum(f.stat().st_size for f in out.glob(f"{p}.*") if f.suffix in (".xml", ".bin")) for p in ("model",)}
     assert size["model"] > 0
 
@@ -220,6 +225,7 @@ def qdq_types(model: onnx.ModelProto) -> set[str]:
     return {str(arrays[n.input[2]].dtype) for n in model.graph.node if n.op_type == "QuantizeLinear"}
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("name", ["stt_tiny", "htnet_light"])
 def test_ort_post_training_qdq_follows_tensorrt_rules(name, tmp_path):
     from export.onnx import export_onnx
@@ -275,13 +281,15 @@ def test_checker_flags_what_tensorrt_refuses(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def qat_checkpoints(clips, tmp_path_factory):
+def qat_checkpoints(checkpoint, clips, tmp_path_factory):
+    from edge_fer.models.checkpoint import load_model
+
     folder = tmp_path_factory.mktemp("qat")
     paths = {}
     for target in ("openvino", "tensorrt"):
         torch.manual_seed(0)
-        preset = get_preset("stt_tiny")
-        model = prepare_qat(build_model(preset), clips, target=target)
+        model, preset, _ = load_model(checkpoint)
+        model = prepare_qat(model, clips, target=target)
         paths[target] = folder / f"{target}.pt"
         save_checkpoint(
             paths[target], model=model, preset=preset, kind="stt", extra={"qat": qat_state(model), "qat_target": target}
@@ -291,7 +299,14 @@ def qat_checkpoints(clips, tmp_path_factory):
     return paths
 
 
-def test_tensorrt_qat_exports_signed_int8_qdq_matching_torch(qat_checkpoints, clips, tmp_path):
+@pytest.fixture(scope="module")
+def unit(checkpoint, clips):
+    """Logit change per INT8 step on every classifier input (see tests/parity.py)."""
+    return classifier_unit(build_model_from(checkpoint), clips)
+
+
+@pytest.mark.isa
+def test_tensorrt_qat_exports_signed_int8_qdq_matching_torch(qat_checkpoints, clips, unit, tmp_path):
     from edge_fer.models.checkpoint import load_model
 
     out = tmp_path / "qat.onnx"
@@ -310,18 +325,15 @@ def test_tensorrt_qat_exports_signed_int8_qdq_matching_torch(qat_checkpoints, cl
         expected = model(torch.from_numpy(clips)).numpy()
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {"clip": clips})[0]
-    # Not bit-exact: a value that lands on a rounding boundary in one engine moves by one INT8
-    # step in the other, and an untrained network amplifies that layer by layer (measured: ~0.4%
-    # after the stem, a few % at the logits). The same function, within quantization noise.
-    assert np.abs(got - expected).max() <= 0.08 * np.abs(expected).max()
-    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.75
+    # The same quantized network in two engines: rounding-boundary flips only (tests/parity.py).
+    assert_within_units(got, expected, unit, units=QAT_ENGINES_UNITS, what="QAT torch vs ONNX Runtime Q/DQ")
     # The QAT streaming pair composes to the full QAT model.
     backbone = ort.InferenceSession(str(tmp_path / "qat.backbone.onnx"), providers=["CPUExecutionProvider"])
     head = ort.InferenceSession(str(tmp_path / "qat.head.onnx"), providers=["CPUExecutionProvider"])
     b, t = clips.shape[:2]
     tokens = backbone.run(None, {"frames": clips.reshape(b * t, *clips.shape[2:])})[0]
     pair = head.run(None, {"tokens": tokens.reshape(b, t, *tokens.shape[1:])})[0]
-    assert np.abs(pair - got).max() <= 1e-3 * np.abs(got).max()
+    assert_within_units(pair, got, unit, units=QAT_ENGINES_UNITS, what="QAT streaming pair vs full model")
 
 
 def test_openvino_qat_ir_and_tensorrt_refusal(qat_checkpoints, tmp_path):

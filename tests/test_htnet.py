@@ -126,6 +126,7 @@ def reference_forward(sd, img, *, patch_size, heads, num_hierarchies):
     return x @ sd["mlp_head.2.weight"].T + sd["mlp_head.2.bias"]
 
 
+@pytest.mark.isa
 def test_official_default_config_loads_and_matches():
     sd = official_state_dict(**OFFICIAL)
     model = HTNet.from_official(sd).eval()
@@ -159,6 +160,7 @@ def test_config_is_read_from_the_weights():
     assert (ours - reference_forward(sd, img, patch_size=7, heads=3, num_hierarchies=3)).abs().max() <= 1e-4
 
 
+@pytest.mark.isa
 def test_multi_token_blocks_attend_correctly():
     """At 56x56 every local block holds 4 tokens, so attention is more than a V projection."""
     config = dict(OFFICIAL, image_size=56, dim=24, block_repeats=(1, 1, 2))

@@ -14,6 +14,7 @@ from export.onnx import export_onnx
 CASES = [(name, part) for name in sorted(PRESETS) for part in build_model(name).parts]
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("name,part", CASES, ids=[f"{n}-{p}" for n, p in CASES])
 def test_onnx_matches_torch_at_another_batch_size(tmp_path, name, part):
     model = build_model(name).eval()

@@ -141,6 +141,7 @@ def test_camera_on_real_face_video_keeps_ids_and_emits_only_for_faces(models, vi
     capture.release()
 
 
+@pytest.mark.isa
 def test_streaming_pair_equals_full_clip_model(models, video):
     from edge_fer.runtime.detection import open_face_detector
     from edge_fer.runtime.pipeline import Pipeline
@@ -174,6 +175,7 @@ def test_streaming_pair_equals_full_clip_model(models, video):
     assert streaming.backbone_frames > 0
 
 
+@pytest.mark.isa
 def test_openvino_static_shapes_match_dynamic_and_stay_bounded(models):
     """The head compiled per batch size gives the dynamic model's outputs; past the kept
     number of shapes it runs the dynamic model instead of recompiling forever."""

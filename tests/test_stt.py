@@ -28,6 +28,7 @@ def test_stt_base_is_the_paper_family_geometry():
     assert 15e6 < params < 25e6  # Former-DFER, the same family, reports 18M
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("name", STT_PRESETS)
 def test_split_equals_full(name):
     """head(stack(backbone(frame_t))) == full(clip): the basis of streaming inference."""
@@ -40,6 +41,7 @@ def test_split_equals_full(name):
     assert (full - split).abs().max().item() <= 1e-5
 
 
+@pytest.mark.isa
 def test_class_only_last_block_is_exact():
     """The last block updates only the class token (its frame-token updates never reach the
     output): the same logits as the full block, for about a third less of that block's work."""
