@@ -27,18 +27,25 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from edge_fer.errors import ArtifactError
+from edge_fer.errors import ArtifactError, ToolchainError
 from edge_fer.models.stt import STTHead
 from edge_fer.presets import ModelPreset
 
 __all__ = [
     "QAT_TARGETS",
+    "ensure_quantization_kernels",
     "qat_parts",
     "prepare_qat",
     "qat_state",
@@ -47,6 +54,79 @@ __all__ = [
     "quantizer_summary",
     "tensorrt_compatible",
 ]
+
+
+# NNCF gives its kernel build 60 s by default, then raises: on a busy 2-core machine the
+# first build takes longer than that (seen: the demo died there). The build is a one-off, so
+# wait for it; a build that hangs (a stale lock of a killed build) is caught separately.
+KERNEL_BUILD_TIMEOUT_S = 1800
+STALE_LOCK_S = 900  # torch's build lock older than this belongs to a dead build
+_kernels_ready = False
+
+
+def _say(message: str) -> None:
+    print(f"edge-fer: {message}", file=sys.stderr, flush=True)
+
+
+def ensure_quantization_kernels() -> None:
+    """Load NNCF's C++ fake-quantize kernels, compiling them on first use, before any
+    training time is spent: one progress line while it builds, one line if a tool is missing.
+
+    Without a C++ compiler or ninja NNCF falls back to its pure-torch kernels (same
+    arithmetic, slower); that is said in one line with what to install, and QAT goes on.
+
+    Raises:
+        ToolchainError: the build did not finish within ``KERNEL_BUILD_TIMEOUT_S``.
+    """
+    global _kernels_ready
+    if _kernels_ready:
+        return
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(KERNEL_BUILD_TIMEOUT_S))  # NNCF reads it at load
+    import torch.utils.cpp_extension as cpp_extension
+    from nncf.torch.extensions import ExtensionLoaderTimeoutException
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU, QuantizedFunctionsCPULoader
+
+    build_dir = Path(QuantizedFunctionsCPULoader.get_build_dir())
+    built = any(build_dir.glob("*.so"))
+    missing = [] if built else _missing_build_tools(cpp_extension)
+    lock = build_dir / "lock"
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+        _say(f"removing a stale build lock left by an interrupted build: {lock}")
+        lock.unlink(missing_ok=True)
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    if missing:
+        _say(
+            f"NNCF's C++ fake-quantize kernels cannot be compiled here ({' and '.join(missing)} not found); "
+            "QAT runs on its pure-torch kernels (same results, slower). To compile them: "
+            "apt install g++ (or set CXX) and pip install ninja"
+        )
+        nncf_log.setLevel(logging.ERROR)  # its own multi-line warning says the same
+    elif not built:
+        _say(f"compiling NNCF's C++ fake-quantize kernels (first use only, 1-3 min on 2 cores) into {build_dir} ...")
+    started = time.perf_counter()
+    try:
+        QuantizedFunctionsCPU.get("Quantize_forward")
+    except ExtensionLoaderTimeoutException:
+        raise ToolchainError(
+            f"building NNCF's C++ kernels took over {os.environ['NNCF_EXTENSION_LOAD_TIMEOUT']} s; if no build is "
+            f"running, remove {build_dir} and retry, or raise NNCF_EXTENSION_LOAD_TIMEOUT"
+        ) from None
+    finally:
+        nncf_log.setLevel(level)
+    if not built and not missing:
+        _say(f"NNCF's kernels ready in {time.perf_counter() - started:.0f} s (kept in {build_dir} for later runs)")
+    _kernels_ready = True
+
+
+def _missing_build_tools(cpp_extension) -> list[str]:
+    missing = []
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        missing.append(f"a C++ compiler ({compiler})")
+    if not cpp_extension.is_ninja_available():
+        missing.append("ninja")
+    return missing
 
 
 def qat_parts(model: nn.Module) -> dict[str, nn.Module]:
@@ -101,6 +181,7 @@ def prepare_qat(model: nn.Module, calibration_inputs: np.ndarray, *, target: str
 
     if target not in QAT_TARGETS:
         raise ValueError(f"QAT target must be one of {QAT_TARGETS}, got {target!r}")
+    ensure_quantization_kernels()
     model.eval()
     _full_last_block(model)
     samples = _part_samples(model, torch.from_numpy(calibration_inputs))
@@ -200,6 +281,7 @@ def restore_qat(float_model: nn.Module, state: dict[str, str], preset: ModelPres
     """
     import nncf.torch
 
+    ensure_quantization_kernels()
     model = float_model.eval()
     _full_last_block(model)
     parts = qat_parts(model)

@@ -17,6 +17,7 @@ __all__ = [
     "DatasetError",
     "SourceError",
     "BackendError",
+    "ToolchainError",
 ]
 
 
@@ -51,3 +52,7 @@ class SourceError(EdgeFerError):
 
 class BackendError(EdgeFerError):
     """An inference backend is not installed or cannot run the artifact."""
+
+
+class ToolchainError(EdgeFerError):
+    """A first-use build (NNCF's C++ kernels) cannot finish: a tool is missing, or it hangs."""
