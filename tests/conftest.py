@@ -26,7 +26,9 @@ def pytest_report_header(config):
     flags = set()
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []))
+        flags = set(
+            next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+        )
     except OSError:
         pass
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")

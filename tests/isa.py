@@ -49,7 +49,9 @@ def openvino_kernels(precision: str = "f32") -> Counter:
 
     x = ops.parameter([2, 8, 16, 16], np.float32, name="x")
     rng = np.random.default_rng(0)
-    conv = ops.convolution(x, ops.constant(rng.standard_normal((16, 8, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1])
+    conv = ops.convolution(
+        x, ops.constant(rng.standard_normal((16, 8, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1]
+    )
     flat = ops.reshape(ops.relu(conv), ops.constant(np.array([2, -1], np.int64)), False)
     norm = ops.mvn(flat, ops.constant(np.array([1], np.int64)), True, 1e-5, "inside_sqrt")
     fc = ops.matmul(norm, ops.constant(rng.standard_normal((16 * 16 * 16, 32), np.float32)), False, False)
@@ -61,7 +63,9 @@ def openvino_kernels(precision: str = "f32") -> Counter:
 
 
 def verify_cap(cap: str) -> list[str]:
-    """Lines that show the cap in force; raises AssertionError where it is not."""
+    """Lines that show the cap in force. Raises AssertionError where torch ignores it or OpenVINO
+    cannot run under it; OpenVINO kernels left above the cap are listed, not fatal (they are
+    the ones its release builds dispatch by CPUID, see the module docstring)."""
     import torch
 
     _, aten, forbidden = CAPS[cap]
@@ -71,8 +75,14 @@ def verify_cap(cap: str) -> list[str]:
         f"{CAP_ENV}={cap} but torch runs {capability} kernels (was torch imported before the cap was set?)"
     )
     lines.append(f"torch ATen kernels: {capability}")
-    kernels = openvino_kernels()
+    try:
+        kernels = openvino_kernels()
+    except RuntimeError as exc:  # OpenVINO cannot run with its oneDNN part capped: say so, loudly
+        raise AssertionError(f"OpenVINO does not run under {CAP_ENV}={cap}: {str(exc).splitlines()[-1]}") from None
+    shown = ", ".join(sorted(k for k in kernels if not k.startswith("unknown")))
     above = sorted(k for k in kernels if any(f in k.lower() for f in forbidden))
-    assert not above, f"{CAP_ENV}={cap} but OpenVINO still picks {above}"
-    lines.append("OpenVINO kernels: " + ", ".join(sorted(k for k in kernels if not k.startswith("unknown"))))
+    if above:  # kernels OpenVINO dispatches by CPUID itself: the cap is partial there, the run goes on
+        lines.append(f"OpenVINO kernels: {shown} - NOT capped: {', '.join(above)}")
+    else:
+        lines.append(f"OpenVINO kernels: {shown}")
     return lines

@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from parity import FLOAT32_RELATIVE, assert_within_units, classifier_unit
 
 from calibration.qat import prepare_qat, qat_state, quantizer_summary
 from calibration.sets import build_from_dataset
@@ -22,7 +23,6 @@ from edge_fer.models.checkpoint import save_checkpoint
 from edge_fer.presets import get_preset
 from edge_fer.runtime.backends import open_backend
 from export.qdq import quantize_for_tensorrt, tensorrt_qdq_violations
-from parity import FLOAT32_RELATIVE, assert_within_units, classifier_unit
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from parity import assert_within_units, classifier_unit
 
 

@@ -11,7 +11,9 @@ ENSURE = "from calibration.qat import ensure_quantization_kernels as e; e(); pri
 
 def run(env_changes, tmp_path):
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"), **env_changes}
-    return subprocess.run([sys.executable, "-c", ENSURE], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", ENSURE], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
 
 
 def build_dir(tmp_path):
