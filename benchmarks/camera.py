@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     full = suite_environment()
-    environment = {"cpu": full.get("cpu", ""), "cores": full["cores"], "python": full["python"]}
+    environment = {
+        "cpu": f"{full.get('cpu', '')} ({full['cpu_features']['summary']})",
+        "cores": full["cores"],
+        "python": full["python"],
+    }
     lines = [
         f"`edge-fer camera --headless` on 640x360 real-face videos ({args.seconds:g} s, 25 fps, "
         f"{runs[0]['frames']} frames); {environment['cpu']}, {environment['cores']} cores. "

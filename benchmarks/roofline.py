@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         "fps_at_measured_head_4_faces": round(1000 * args.stride / heads[4]["ms"], 1),
     }
     full = suite_environment()
-    result["environment"] = {"cpu": full.get("cpu", ""), "cores": full["cores"]}
+    result["environment"] = {
+        "cpu": f"{full.get('cpu', '')} ({full['cpu_features']['summary']})",
+        "cores": full["cores"],
+    }
     lines = [
         f"{args.preset} head, OpenVINO INT8, {result['environment']['cpu']}, {result['environment']['cores']} cores, "
         f"stride {args.stride}:",

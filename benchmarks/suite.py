@@ -290,16 +290,19 @@ def environment() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "tools": tool_versions(),
     }
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        env["cpu"] = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line), "")
-        flags = set(
-            next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-        )
-        wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
-        env["cpu_flags"] = [f for f in wanted if f in flags]
-    except OSError:
-        env["cpu"] = platform.processor() or platform.machine()
+    from edge_fer.runtime.cpu import cpu_info
+
+    cpu = cpu_info()
+    env["cpu"] = cpu.model
+    env["cpu_features"] = cpu.to_dict()  # INT8 is only fast with dot-product instructions (runtime/cpu.py)
+    env["cpu_flags"] = list(cpu.features)
+    if importlib.util.find_spec("openvino") is not None:
+        try:
+            import openvino as ov
+
+            env["openvino_capabilities"] = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        except Exception as exc:  # noqa: BLE001 - the record notes why, the benchmark goes on
+            env["openvino_capabilities"] = f"unavailable ({exc})"
     if Path("/etc/nv_tegra_release").is_file():
         env["jetson"] = Path("/etc/nv_tegra_release").read_text().strip().splitlines()[0]
         if shutil.which("nvpmodel"):
@@ -312,12 +315,23 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
-    """Which (latency, accuracy) points no other point beats (<= latency and >= accuracy, one strictly)."""
+# Metrics are ratios of clip counts (a UAR over 140 clips moves in steps of ~1e-3 or more):
+# values closer than this are the same result computed in another order, not a difference.
+METRIC_RESOLUTION = 1e-9
+
+
+def pareto_front(points: list[tuple[float, float]], *, resolution: float = METRIC_RESOLUTION) -> list[bool]:
+    """Which (latency, accuracy) points no other point beats (<= latency and >= accuracy, one strictly).
+
+    Accuracies within ``resolution`` of each other are equal: two backends that classify the
+    same clips the same way must tie, whatever the last bit of their float UAR."""
+    accuracies = [round(acc / resolution) for _, acc in points]  # integers: ties are exact
     flags = []
-    for i, (lat, acc) in enumerate(points):
+    for i, ((lat, _), acc) in enumerate(zip(points, accuracies)):
         dominated = any(
-            (l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for j, (l2, a2) in enumerate(points) if j != i
+            (l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc)
+            for j, ((l2, _), a2) in enumerate(zip(points, accuracies))
+            if j != i
         )
         flags.append(not dominated)
     return flags
@@ -337,11 +351,14 @@ def _run_worker(task: dict[str, Any]) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def _end_to_end(artifact: str, backend: str, video: Path, out: Path, stride: int) -> dict[str, Any]:
+def _end_to_end(
+    artifact: str, backend: str, video: Path, out: Path, stride: int, frames: int | None = None
+) -> dict[str, Any]:
     stats = out / "e2e" / f"{abs(hash((artifact, backend))):x}.json"
     stats.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "edge_fer", "camera", "--model", artifact, "--backend", backend, "--source"]
     command += [str(video), "--headless", "--stats-every", "0", "--stats-json", str(stats), "--stride", str(stride)]
+    command += ["--max-frames", str(frames)] if frames else []
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1][:300]}
@@ -358,6 +375,7 @@ def run_bench(
     threads: list[int | None],
     eval_spec: EvalSpec | None = None,
     video: Path | None = None,
+    video_frames: int | None = None,
     min_iters: int = 30,
     min_time: float = 2.0,
     stride: int = 4,
@@ -441,7 +459,7 @@ def run_bench(
                 continue
             if key not in done:
                 bar.set_description(f"end-to-end {Path(row.config.artifact).name} {row.config.backend}")
-                done[key] = _end_to_end(row.config.artifact, row.config.backend, video, out, stride)
+                done[key] = _end_to_end(row.config.artifact, row.config.backend, video, out, stride, video_frames)
                 bar.update(1)
             row.end_to_end = done[key]
     bar.close()
@@ -469,6 +487,7 @@ def run_bench(
             "reference": None if reference is None else {"artifact": reference[0], "backend": reference[1]},
             "metric": metric,
             "video": None if video is None else str(video),
+            "video_frames": video_frames,
         },
         "rows": [_row_dict(r) for r in rows],
     }
@@ -588,8 +607,18 @@ def _write(out: Path, results: dict[str, Any]) -> None:
     data = settings.get("eval_data")
     lines = [
         f"# edge-fer bench — {env.get('cpu', '')} ({env['cores']} cores"
-        + (f"; flags {', '.join(env.get('cpu_flags', []))}" if env.get("cpu_flags") else "")
+        + (f"; {env['cpu_features']['summary']}" if env.get("cpu_features") else "")
         + ")",
+        "",
+        *(
+            [
+                "This CPU has no 8-bit dot-product instructions (VNNI/AMX/ARM dot-product): INT8 can be slower "
+                "than FP32 here; the rows below are the measurement.",
+                "",
+            ]
+            if env.get("cpu_features") and not env["cpu_features"]["int8_dot_product"]
+            else []
+        ),
         "",
         f"Accuracy: {metric.upper()} on "
         + (

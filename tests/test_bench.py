@@ -144,3 +144,12 @@ def test_pareto_front():
     # (latency, accuracy): faster-and-as-good dominates; equal points both stay
     points = [(1.0, 0.90), (2.0, 0.95), (3.0, 0.94), (1.5, 0.90), (4.0, 0.99), (2.0, 0.95)]
     assert pareto_front(points) == [True, True, False, False, True, True]
+
+
+def test_pareto_front_treats_float_noise_as_a_tie():
+    # the demo's case: the same 140 clips classified alike, UARs one float ulp apart
+    qat_openvino, fp32_ort = (5.46, 0.942857142857143), (5.26, 0.9428571428571428)
+    assert qat_openvino[1] > fp32_ort[1]  # the float comparison alone would keep both
+    assert pareto_front([qat_openvino, fp32_ort]) == [False, True]
+    # a real difference (one clip of 140 in one class of 7) still counts
+    assert pareto_front([(5.46, 0.9428571 + 1 / 980), fp32_ort]) == [True, True]

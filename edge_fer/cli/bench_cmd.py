@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
     parser.add_argument("--threads", default="", help="comma-separated thread counts (default: the backend's)")
     parser.add_argument("--video", type=Path, help="also time the edge-fer camera pipeline on this video")
+    parser.add_argument(
+        "--video-frames", type=int, help="time the camera on the first N frames of --video (default: all)"
+    )
     parser.add_argument("--stride", type=int, default=4, help="head stride for streaming costs (default 4)")
     parser.add_argument("--min-iters", type=int, default=30, help="timed runs at least (default 30)")
     parser.add_argument("--min-time", type=float, default=2.0, help="timed seconds at least (default 2)")
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         threads=_ints(args.threads, "threads") or [None],
         eval_spec=eval_spec,
         video=args.video,
+        video_frames=args.video_frames,
         min_iters=args.min_iters,
         min_time=args.min_time,
         stride=args.stride,
