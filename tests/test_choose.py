@@ -1,0 +1,100 @@
+"""edge-fer camera --model FOLDER: the fastest artifact here whose recorded accuracy is within bound."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_fer.data.face_video import write_face_video
+from edge_fer.errors import ArtifactError
+from edge_fer.runtime.choose import choose_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+
+
+@pytest.fixture(scope="module")
+def folder(trained_stt, dfer_data, tmp_path_factory):
+    """One model in four artifacts: FP32 ONNX and OpenVINO INT8 with recorded UAR, an FP16 IR
+    without, and an INT8 IR whose recorded UAR is 5 points below FP32's."""
+    models = tmp_path_factory.mktemp("models")
+    evaluation = ["--eval-dataset", "dfew", "--eval-root", str(dfer_data), "--eval-fold", "2"]
+    calib = f"dataset=dfew,root={dfer_data},fold=2,samples=14"
+    checkpoint = str(trained_stt)
+    steps = [
+        ["-m", "export.onnx", "--checkpoint", checkpoint, "--out", str(models / "fp32" / "model.onnx"), "--part", "all"]
+        + evaluation,
+        ["-m", "export.openvino", "--checkpoint", checkpoint, "--precision", "int8", "--calib", calib]
+        + ["--out", str(models / "ov_int8")]
+        + evaluation,
+        ["-m", "export.openvino", "--checkpoint", checkpoint, "--precision", "fp16", "--out", str(models / "ov_fp16")],
+    ]
+    for step in steps:
+        result = run(*step)
+        assert result.returncode == 0, result.stderr[-2000:]
+    worse = models / "ov_int8_worse"
+    worse.mkdir()
+    for file in (models / "ov_int8").iterdir():
+        (worse / file.name).write_bytes(file.read_bytes())
+    sidecar = worse / "model.xml.json"
+    meta = json.loads(sidecar.read_text())
+    reference = json.loads((models / "fp32" / "model.onnx.json").read_text())["metrics"]["uar"]
+    meta["metrics"]["uar"] = reference - 0.05
+    sidecar.write_text(json.dumps(meta))
+    return models
+
+
+def test_the_fastest_eligible_artifact_is_chosen_and_cached(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    choice = choose_model(folder, stride=4)
+    by_name = {c.path.parent.name: c for c in choice.candidates}
+    assert "no recorded accuracy" in by_name["ov_fp16"].excluded
+    assert "below FP32" in by_name["ov_int8_worse"].excluded
+    eligible = [c for c in choice.candidates if c.excluded is None]
+    assert {c.path.parent.name for c in eligible} == {"fp32", "ov_int8"}
+    assert all(c.ms_per_frame > 0 and not c.cached for c in eligible)
+    assert choice.chosen is min(eligible, key=lambda c: c.ms_per_frame)
+    assert choice.model.path == choice.chosen.path
+    choice.model.close()
+    again = choose_model(folder, stride=4)  # the timings are kept per CPU: nothing is timed again
+    assert all(c.cached for c in again.candidates if c.excluded is None)
+    assert again.chosen.path == choice.chosen.path
+    again.model.close()
+
+
+def test_forced_precision_and_nothing_eligible(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    forced = choose_model(folder, stride=4, precision="fp16")  # forced: taken without recorded accuracy
+    assert forced.chosen.path.parent.name == "ov_fp16"
+    forced.model.close()
+    with pytest.raises(ArtifactError, match="no usable model.*ov_fp16.*no recorded accuracy"):
+        choose_model(_only(folder, "ov_fp16", tmp_path), stride=4)
+
+
+def _only(folder, name, tmp_path):
+    single = tmp_path / "single"
+    (single / name).mkdir(parents=True)
+    for file in (folder / name).iterdir():
+        (single / name / file.name).write_bytes(file.read_bytes())
+    return single
+
+
+def test_camera_prints_its_choice_and_explains_the_old_precision_flag(folder, tmp_path):
+    video = tmp_path / "faces.mp4"
+    write_face_video(video, seconds=3, fps=15)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    base = ["-m", "edge_fer", "camera", "--model", str(folder), "--source", str(video), "--max-frames", "30"]
+    result = run(*base, "--stats-json", str(tmp_path / "stats.json"), env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    chose = [line for line in result.stderr.splitlines() if "chose" in line]
+    assert len(chose) == 1 and "within 0.01 UAR of FP32" in chose[0], result.stderr
+    assert "ov_int8_worse" in result.stderr and "below FP32" in result.stderr
+    assert json.loads((tmp_path / "stats.json").read_text())["frames"] == 30
+    old = run(*base, "--precision", "f32", env=env)
+    assert old.returncode == 2 and "--infer-precision f32" in old.stderr
