@@ -30,6 +30,7 @@ from edge_fer.errors import ArtifactError, OutputExistsError
 from edge_fer.fileio import atomic_output
 from edge_fer.metrics import classification_report
 from edge_fer.models.checkpoint import read_checkpoint, save_checkpoint
+from train.threads import CpuShare
 from edge_fer.presets import ModelPreset
 
 __all__ = [
@@ -61,6 +62,7 @@ class TrainConfig:
     cs_ce_weight: float = 0.0  # compact softmax cross-entropy weight (0: plain CE)
     grad_clip: float = 5.0
     workers: int = 1
+    threads: int | None = None  # torch CPU threads; None: all cores, fewer while others use them (threads.py)
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision where the device is CUDA
@@ -213,10 +215,14 @@ def evaluate(
     return report
 
 
-def _train_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, device, config, epoch) -> dict[str, float]:
+def _train_epoch(
+    model, loader, loss_fn, optimizer, scheduler, scaler, device, config, epoch, share=None
+) -> dict[str, float]:
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for inputs, labels in progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}"):
+        if share is not None:
+            share.update()
         inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, config.amp):
@@ -258,6 +264,13 @@ def fit(
     """
     device = pick_device(config.device, ddp)
     model.to(device)
+    share = None
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)  # oneDNN's NHWC convolutions: 1.3x faster stt_tiny steps
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        elif ddp.world == 1:
+            share = CpuShare(log)
     sampler = (
         DistributedSampler(train_set, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=config.seed)
         if ddp.world > 1
@@ -307,7 +320,7 @@ def fit(
             generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
             pin_memory=device.type == "cuda",
         )
-        stats = _train_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, device, config, epoch)
+        stats = _train_epoch(net, loader, loss_fn, optimizer, scheduler, scaler, device, config, epoch, share)
         if ddp.world > 1:
             dist.barrier()
         if not ddp.main:

@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--cache", type=Path, help="flow feature cache (default: OUT/cache)")
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: all cores, fewer while other processes keep cores busy; "
+        "give a number for bit-exact reruns and resumes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-amp", action="store_true")
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay,
         warmup_epochs=min(5.0, args.epochs / 10),
         workers=args.workers,
+        threads=args.threads,
         seed=args.seed,
         device=args.device,
         amp=not args.no_amp,

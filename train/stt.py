@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train the single-frame baseline (same trunk, one frame) instead of STT",
     )
     p.add_argument("--workers", type=int, default=1, help="data loading processes")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: all cores, fewer while other processes keep cores busy; "
+        "give a number for bit-exact reruns and resumes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         label_smoothing=args.label_smoothing,
         cs_ce_weight=args.cs_ce_weight,
         workers=args.workers,
+        threads=args.threads,
         seed=args.seed,
         device=args.device,
         amp=not args.no_amp,
