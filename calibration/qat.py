@@ -61,6 +61,12 @@ __all__ = [
 # wait for it; a build that hangs (a stale lock of a killed build) is caught separately.
 KERNEL_BUILD_TIMEOUT_S = 1800
 STALE_LOCK_S = 900  # torch's build lock older than this belongs to a dead build
+# "compiled" (default): NNCF's C++ fake-quantize kernels, built on first use (50 s on 2 idle
+# Zen 3 cores, more when busy). "torch": NNCF's own pure-torch kernels, the ones it falls back
+# to when it cannot compile - same arithmetic, nothing to build; measured on stt_tiny, one QAT
+# epoch took 60.6 s against 50.6 s compiled, so short runs (the demo's) are faster without
+# the build.
+KERNELS_ENV = "EDGE_FER_QAT_KERNELS"
 _kernels_ready = False
 
 
@@ -69,17 +75,26 @@ def _say(message: str) -> None:
 
 
 def ensure_quantization_kernels() -> None:
-    """Load NNCF's C++ fake-quantize kernels, compiling them on first use, before any
-    training time is spent: one progress line while it builds, one line if a tool is missing.
+    """Make NNCF's CPU fake-quantize kernels ready before any training time is spent.
 
-    Without a C++ compiler or ninja NNCF falls back to its pure-torch kernels (same
-    arithmetic, slower); that is said in one line with what to install, and QAT goes on.
+    ``EDGE_FER_QAT_KERNELS=torch`` selects NNCF's pure-torch kernels (nothing is compiled).
+    Otherwise the C++ kernels are compiled on first use: one progress line while it builds,
+    and without a C++ compiler or ninja one line saying what to install while QAT goes on
+    with the pure-torch kernels (NNCF's own fallback).
 
     Raises:
-        ToolchainError: the build did not finish within ``KERNEL_BUILD_TIMEOUT_S``.
+        ToolchainError: the build did not finish within ``KERNEL_BUILD_TIMEOUT_S``, or an
+            unknown ``EDGE_FER_QAT_KERNELS``.
     """
     global _kernels_ready
     if _kernels_ready:
+        return
+    choice = os.environ.get(KERNELS_ENV, "compiled").strip().lower()
+    if choice not in ("compiled", "torch"):
+        raise ToolchainError(f"{KERNELS_ENV}={choice!r}: use 'compiled' (NNCF's C++ kernels) or 'torch'")
+    if choice == "torch":
+        _use_torch_kernels()
+        _kernels_ready = True
         return
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(KERNEL_BUILD_TIMEOUT_S))  # NNCF reads it at load
     import torch.utils.cpp_extension as cpp_extension
@@ -99,24 +114,47 @@ def ensure_quantization_kernels() -> None:
         _say(
             f"NNCF's C++ fake-quantize kernels cannot be compiled here ({' and '.join(missing)} not found); "
             "QAT runs on its pure-torch kernels (same results, slower). To compile them: "
-            "apt install g++ (or set CXX) and pip install ninja"
+            f"apt install g++ (or set CXX) and pip install ninja; to say so up front: {KERNELS_ENV}=torch"
         )
         nncf_log.setLevel(logging.ERROR)  # its own multi-line warning says the same
     elif not built:
-        _say(f"compiling NNCF's C++ fake-quantize kernels (first use only, 1-3 min on 2 cores) into {build_dir} ...")
+        _say(
+            f"compiling NNCF's C++ fake-quantize kernels (first use only, 1-3 min on 2 cores; "
+            f"{KERNELS_ENV}=torch skips it) into {build_dir} ..."
+        )
     started = time.perf_counter()
     try:
         QuantizedFunctionsCPU.get("Quantize_forward")
     except ExtensionLoaderTimeoutException:
         raise ToolchainError(
             f"building NNCF's C++ kernels took over {os.environ['NNCF_EXTENSION_LOAD_TIMEOUT']} s; if no build is "
-            f"running, remove {build_dir} and retry, or raise NNCF_EXTENSION_LOAD_TIMEOUT"
+            f"running, remove {build_dir} and retry, raise NNCF_EXTENSION_LOAD_TIMEOUT, or set {KERNELS_ENV}=torch"
         ) from None
     finally:
         nncf_log.setLevel(level)
     if not built and not missing:
         _say(f"NNCF's kernels ready in {time.perf_counter() - started:.0f} s (kept in {build_dir} for later runs)")
     _kernels_ready = True
+
+
+def _use_torch_kernels() -> None:
+    """Point NNCF's lazily loaded CPU kernel namespace at its pure-torch implementation - what
+    NNCF itself does when its build fails - before anything triggers the build. Eager, not
+    NNCF's torch.compile wrapper of it: that would compile C++ per tensor shape instead."""
+    from nncf.torch.quantization import reference
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+
+    if not hasattr(QuantizedFunctionsCPU, "_loaded_namespace") or not hasattr(reference, "torch_executor"):
+        raise ToolchainError(
+            f"{KERNELS_ENV}=torch is not supported with this NNCF version; unset it to use the compiled kernels"
+        )
+
+    class EagerTorchKernels:
+        Quantize_forward = staticmethod(reference.torch_executor.forward)
+        Quantize_backward = staticmethod(reference.torch_executor.backward)
+
+    if QuantizedFunctionsCPU._loaded_namespace is None:
+        QuantizedFunctionsCPU._loaded_namespace = EagerTorchKernels
 
 
 def _missing_build_tools(cpp_extension) -> list[str]:

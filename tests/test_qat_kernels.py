@@ -40,3 +40,38 @@ def test_a_build_that_hangs_ends_with_one_line(tmp_path):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert "ToolchainError" in last and "took over 3 s" in last and "remove" in last, result.stderr[-2000:]
+
+
+def test_torch_kernels_build_nothing_and_compute_what_the_compiled_ones_do(tmp_path):
+    code = (
+        "import numpy as np, torch; from calibration.qat import prepare_qat; from edge_fer.models import build_model;"
+        "torch.manual_seed(0); m = build_model('stt_tiny');"
+        "x = np.random.default_rng(0).standard_normal((2, 16, 3, 64, 64)).astype(np.float32);"
+        "q = prepare_qat(m, x, target='tensorrt'); out = q(torch.from_numpy(x)); out.sum().backward();"
+        "print('ok', float(out.abs().sum()))"
+    )
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"), "EDGE_FER_QAT_KERNELS": "torch"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ok") and "compiling" not in result.stderr
+    assert not list((tmp_path / "ext").rglob("*.so"))
+    # the two kernel sets agree, forward and backward (the compiled ones are built in the default cache)
+    import torch
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+    from nncf.torch.quantization.reference import torch_executor as reference
+
+    from calibration.qat import ensure_quantization_kernels
+
+    ensure_quantization_kernels()
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 8, 5, 5, generator=rng) * 3
+    low, width = torch.full((1, 8, 1, 1), -2.0), torch.full((1, 8, 1, 1), 3.9)
+    compiled = QuantizedFunctionsCPU.get("Quantize_forward")(x, low, width, 256)
+    assert torch.equal(compiled, reference.forward(x, low, width, 256))
+    grad = torch.randn(x.shape, generator=rng)
+    ours = QuantizedFunctionsCPU.get("Quantize_backward")(grad, x, low, width, 256, -128, 127, True)
+    theirs = reference.backward(grad, x, low, width, 256, -128, 127, True)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
