@@ -30,8 +30,8 @@ from edge_fer.errors import ArtifactError, OutputExistsError
 from edge_fer.fileio import atomic_output
 from edge_fer.metrics import classification_report
 from edge_fer.models.checkpoint import read_checkpoint, save_checkpoint
-from train.threads import CpuShare
 from edge_fer.presets import ModelPreset
+from train.threads import CpuShare
 
 __all__ = [
     "TrainConfig",
