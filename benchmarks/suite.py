@@ -619,7 +619,6 @@ def _write(out: Path, results: dict[str, Any]) -> None:
             if env.get("cpu_features") and not env["cpu_features"]["int8_dot_product"]
             else []
         ),
-        "",
         f"Accuracy: {metric.upper()} on "
         + (
             f"**{data.upper()}** data ({settings['eval']['dataset']}, fold {settings['eval']['fold']}, "

@@ -39,41 +39,68 @@ class DemoSizes:
     bench_min_time: float
     bench_min_iters: int
     qat_calib_samples: int
+    frame_size: int  # synthetic DFER frames (96 px: stt_tiny no longer learns the set in 14 epochs)
+    bench_video_frames: int  # frames of the demo video each bench configuration streams
+    expected_s: float  # measured on a 2-core AMD EPYC Zen 3 (AVX2 only), idle
 
 
-# Full: enough training for stt_tiny to learn the synthetic set (its loss plateaus for the
-# first ~4000 clip-updates, then drops). Quick: a smoke run of every step, too short to learn.
-FULL = DemoSizes(700, 30, 10, 9, 40, 2, 20.0, 1.0, 30, 64)
-QUICK = DemoSizes(140, 4, 6, 6, 5, 1, 8.0, 0.2, 5, 16)
+# Full: enough training for stt_tiny to learn the synthetic set (its loss stays at chance for
+# the first third of the epochs, then drops). Quick: a smoke run of every step, too short to learn.
+# expected_s: measured on a 2-core AMD EPYC Zen 3 (AVX2 only), the slowest CPU this was run on.
+FULL = DemoSizes(
+    dfer_clips=700,
+    stt_epochs=20,
+    me_subjects=10,
+    me_clips_per_subject=9,
+    htnet_epochs=30,
+    qat_epochs=1,
+    video_seconds=10.0,
+    bench_min_time=0.3,
+    bench_min_iters=20,
+    qat_calib_samples=32,
+    frame_size=160,
+    bench_video_frames=150,
+    expected_s=570,
+)
+QUICK = DemoSizes(
+    dfer_clips=140,
+    stt_epochs=4,
+    me_subjects=6,
+    me_clips_per_subject=6,
+    htnet_epochs=5,
+    qat_epochs=1,
+    video_seconds=8.0,
+    bench_min_time=0.2,
+    bench_min_iters=5,
+    qat_calib_samples=16,
+    frame_size=160,
+    bench_video_frames=150,
+    expected_s=150,
+)
+
+
+CAMERA_STEP = "edge-fer camera on the demo video (the fastest model here within 0.01 UAR of FP32)"
 
 
 class _Steps:
-    """Runs numbered steps with progress lines; each subprocess's output goes to DIR/logs."""
+    """Runs numbered steps with progress lines; each subprocess's output goes to DIR/logs.
+    (Running independent steps beside the STT training was tried: on 2 cores it slowed the
+    training by more than it saved.)"""
 
     def __init__(self, out: Path, total: int, env: dict[str, str]) -> None:
         self.out, self.total, self.env = out, total, env
         self.index = 0
         self.started = time.perf_counter()
         self.timings: list[tuple[str, float]] = []
+        self.logs: dict[str, Path] = {}
         (out / "logs").mkdir(parents=True, exist_ok=True)
 
-    def begin(self, title: str) -> float:
-        self.index += 1
-        print(f"[{self.index}/{self.total}] {title} ...", file=sys.stderr, flush=True)
-        return time.perf_counter()
-
-    def end(self, title: str, clock: float) -> None:
-        seconds = time.perf_counter() - clock
-        self.timings.append((title, seconds))
-        print(
-            f"      done in {seconds:.0f} s (total {time.perf_counter() - self.started:.0f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
-
     def run(self, title: str, *args: str, ok_codes: tuple[int, ...] = (0,)) -> int:
-        clock = self.begin(title)
+        self.index += 1
         log = self.out / "logs" / f"{self.index:02d}-{title.split()[0].lower().strip(':')}.log"
+        self.logs[title] = log
+        print(f"[{self.index}/{self.total}] {title} ...", file=sys.stderr, flush=True)
+        clock = time.perf_counter()
         with open(log, "w") as handle:
             code = subprocess.run(
                 [sys.executable, *args], stdout=handle, stderr=subprocess.STDOUT, env=self.env, cwd=self.out
@@ -81,7 +108,10 @@ class _Steps:
         if code not in ok_codes:
             tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
             raise EdgeFerError(f"demo step '{title}' failed (exit {code}): {tail[0][:200]} — full log: {log}")
-        self.end(title, clock)
+        seconds = time.perf_counter() - clock
+        self.timings.append((title, seconds))
+        total = time.perf_counter() - self.started
+        print(f"      done in {seconds:.0f} s (total {total:.0f} s)", file=sys.stderr, flush=True)
         return code
 
 
@@ -101,8 +131,10 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
         "MPLCONFIGDIR": str(tmp / "matplotlib"),
         "PYTHONUNBUFFERED": "1",
         "TQDM_DISABLE": "1",
-        # NNCF compiles a small C++ extension for QAT on first use; keep its build inside DIR
-        "TORCH_EXTENSIONS_DIR": str(tmp / "torch_extensions"),
+        # The demo's one short QAT epoch runs faster on NNCF's pure-torch kernels than with
+        # its C++ kernels' first-use build (calibration/qat.py: 60 s against 50 s + 47 s build)
+        "EDGE_FER_QAT_KERNELS": "torch",
+        "TORCH_EXTENSIONS_DIR": str(tmp / "torch_extensions"),  # were anything built, inside DIR
         # ONNX Runtime and OpenVINO/NNCF telemetry write under $HOME (~/.cache/Microsoft, ~/intel):
         # give the steps a home inside DIR, keeping the user's own site-packages importable
         "HOME": str(tmp / "home"),
@@ -111,28 +143,41 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
     }
     os.environ.update({k: env[k] for k in ("TMPDIR", "MPLCONFIGDIR")})
     sizes = QUICK if quick else FULL
+    from edge_fer.runtime.cpu import cpu_info
+
+    cpu = cpu_info()
+    print(
+        f"edge-fer demo{' --quick' if quick else ''}: expected about {sizes.expected_s / 60:.0f} min "
+        f"(measured on 2 cores, AVX2 only; this machine: {cpu.cores} cores, {cpu.summary}; "
+        "about twice that if another busy process shares 2 cores)",
+        file=sys.stderr,
+        flush=True,
+    )
     steps = _Steps(out, total=14 if quick else 15, env=env)
     data, runs, models, videos = out / "data", out / "runs", out / "models", out / "videos"
     stt = ["--dataset", "dfew", "--root", str(data / "dfer"), "--fold", "1"]
+    # recorded in the sidecars, so that `edge-fer camera --model models` can choose among them
+    evaluate = ["--eval-dataset", "dfew", "--eval-root", str(data / "dfer"), "--eval-fold", "1"]
 
     steps.run(
         "Synthetic DFER set",
         *("-m", "edge_fer", "synth", "dfer", str(data / "dfer"), "--clips", str(sizes.dfer_clips), "--workers", "2"),
+        *("--frame-size", str(sizes.frame_size)),
+    )
+    videos_code = (
+        "import sys; from pathlib import Path; from edge_fer.data.face_video import write_face_video as w; "
+        "s = float(sys.argv[2]); w(Path(sys.argv[1]) / 'calibration.mp4', seconds=s, seed=1); "
+        "w(Path(sys.argv[1]) / 'demo.mp4', seconds=1.5 * s, seed=0)"
     )
     steps.run(
         "Synthetic micro-expression set",
         *("-m", "edge_fer", "synth", "me", str(data / "me"), "--subjects", str(sizes.me_subjects)),
         *("--clips-per-subject", str(sizes.me_clips_per_subject), "--workers", "2"),
     )
-    clock = steps.begin("Real-face videos (calibration and demo)")
-    from edge_fer.data.face_video import write_face_video
-
-    write_face_video(videos / "calibration.mp4", seconds=sizes.video_seconds, seed=1)
-    write_face_video(videos / "demo.mp4", seconds=sizes.video_seconds * 1.5, seed=0)
-    steps.end("videos", clock)
+    steps.run("Real-face videos (calibration and demo)", "-c", videos_code, str(videos), str(sizes.video_seconds))
     steps.run(
         "Train STT stt_tiny",
-        *("-m", "train.stt", *stt, "--preset", "stt_tiny", "--epochs", str(sizes.stt_epochs)),
+        *("-m", "train.stt", *stt, "--preset", "stt_tiny", "--epochs", str(sizes.stt_epochs), "--lr", "2e-3"),
         *("--out", str(runs / "stt"), "--workers", "0"),
     )
     steps.run(
@@ -140,15 +185,16 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
         *("-m", "train.htnet", "--dataset", "casme2", "--root", str(data / "me"), "--preset", "htnet_light"),
         *("--epochs", str(sizes.htnet_epochs), "--out", str(runs / "htnet"), "--workers", "0"),
     )
-    best = str(runs / "stt" / "best.pt")
-    steps.run(
-        "Export ONNX FP32 (full + backbone/head)",
-        *("-m", "export.onnx", "--checkpoint", best, "--out", str(models / "fp32" / "model.onnx"), "--part", "all"),
-    )
     steps.run(
         "Export HTNet ONNX",
         *("-m", "export.onnx", "--checkpoint", str(runs / "htnet" / "best.pt"), "--out"),
         str(models / "htnet" / "model.onnx"),
+    )
+    best = str(runs / "stt" / "best.pt")
+    steps.run(
+        "Export ONNX FP32 (full + backbone/head)",
+        *("-m", "export.onnx", "--checkpoint", best, "--out", str(models / "fp32" / "model.onnx"), "--part", "all"),
+        *evaluate,
     )
     calib = models / "calibration.npz"
     steps.run(
@@ -163,7 +209,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
     steps.run(
         "OpenVINO INT8 post-training",
         *("-m", "export.openvino", "--checkpoint", best, "--precision", "int8", "--calib", str(calib)),
-        *("--out", str(models / "ov_int8")),
+        *("--out", str(models / "ov_int8"), *evaluate),
     )
     steps.run(
         "QAT fine-tuning",
@@ -174,7 +220,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
     steps.run(
         "OpenVINO INT8 from QAT",
         *("-m", "export.openvino", "--checkpoint", str(runs / "stt_qat" / "best.pt"), "--precision", "int8"),
-        *("--qat", "--out", str(models / "ov_int8_qat")),
+        *("--qat", "--out", str(models / "ov_int8_qat"), *evaluate),
     )
     trt_code = steps.run(
         "TensorRT INT8 (engine-ready Q/DQ ONNX; the engine where TensorRT is installed)",
@@ -187,13 +233,13 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
         *("-m", "edge_fer", "bench", "--run", str(models), "--artifacts", best, "--eval-dataset", "dfew"),
         *("--root", str(data / "dfer"), "--fold", "1", "--min-time", str(sizes.bench_min_time)),
         *("--min-iters", str(sizes.bench_min_iters), "--out", str(out / "bench"), "--no-progress"),
-        *("--video", str(videos / "demo.mp4")),
+        *("--video", str(videos / "demo.mp4"), "--video-frames", str(sizes.bench_video_frames)),
     )
     camera = out / "camera"
     camera.mkdir()
     steps.run(
-        "edge-fer camera on the demo video",
-        *("-m", "edge_fer", "camera", "--model", str(models / "ov_int8"), "--source", str(videos / "demo.mp4")),
+        CAMERA_STEP,
+        *("-m", "edge_fer", "camera", "--model", str(models), "--source", str(videos / "demo.mp4")),
         *("--micro-model", str(models / "htnet" / "model.onnx"), "--headless", "--stats-every", "0"),
         *("--record", str(camera / "annotated.mp4"), "--events", str(camera / "events.jsonl")),
         *("--stats-json", str(camera / "stats.json")),
@@ -201,7 +247,11 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
     report = _report(out, sizes, quick, trt_code, steps)
     shutil.rmtree(tmp, ignore_errors=True)
     total = time.perf_counter() - steps.started
-    print(f"demo finished in {total:.0f} s: {report}", file=sys.stderr)
+    print(
+        f"demo finished in {total:.0f} s ({total / 60:.1f} min; expected about {sizes.expected_s / 60:.0f} min "
+        f"on 2 AVX2 cores): {report}",
+        file=sys.stderr,
+    )
     return report
 
 
@@ -224,6 +274,17 @@ def _report(out: Path, sizes: DemoSizes, quick: bool, trt_code: int, steps: _Ste
         kind = json.loads(line)["kind"]
         kinds[kind] = kinds.get(kind, 0) + 1
     stage = camera["stage_ms"]
+    model = camera["model"]
+    chosen = Path(model["artifact"]).relative_to(out).as_posix()
+    camera_log = steps.logs[CAMERA_STEP]
+    choice_lines = [
+        line.removeprefix("edge-fer camera: ")
+        for line in camera_log.read_text().splitlines()
+        if line.startswith("edge-fer camera:   ") or line.startswith("edge-fer camera: chose")
+    ]
+    from edge_fer.runtime.cpu import cpu_info
+
+    cpu = cpu_info().summary
     trt = (
         "built `models/trt_int8/model.engine`"
         if trt_code == 0
@@ -270,8 +331,18 @@ def _report(out: Path, sizes: DemoSizes, quick: bool, trt_code: int, steps: _Ste
         "",
         "## The camera runtime on a real-face video (`camera/`)",
         "",
-        f"`edge-fer camera` ran `models/ov_int8` (OpenVINO INT8, streaming backbone/head) and the HTNet model on "
-        f"`videos/demo.mp4` (real photographs of two people, moving, leaving and returning): "
+        f"`edge-fer camera --model models` chose `{chosen}` ({model['precision']}"
+        f"{'' if model['quantization'] == 'none' else ' ' + model['quantization']} on {model['backend']}, "
+        f"{'streaming backbone/head' if model['streaming'] else 'full model'}): the fastest artifact on this CPU "
+        f"({cpu}) whose recorded UAR is within 0.01 of the FP32 model's. Its timing of each candidate "
+        "(`logs/`), in ms per frame per face:",
+        "",
+        "```",
+        *choice_lines,
+        "```",
+        "",
+        f"With the HTNet model beside it, on `videos/demo.mp4` (real photographs of two people, moving, leaving and "
+        f"returning): "
         f"{camera['frames']} frames at {camera['fps']:.0f} FPS ({camera['fps_with_startup']:.0f} FPS with start-up), "
         f"{camera['faces_per_frame']:.2f} faces per frame, {kinds.get('expression', 0)} expression and "
         f"{kinds.get('micro', 0)} micro-expression events (the video's expressions build over 2-4 s, so few or no "

@@ -30,6 +30,11 @@ def test_quick_demo_writes_report_and_nothing_outside(tmp_path):
     demo = cwd / "demo"
     report = (demo / "report.md").read_text()
     assert "SYNTHETIC" in report
+    # the expected time at start, the measured one at the end
+    assert "expected about" in result.stderr.splitlines()[0]
+    assert "demo finished in" in result.stderr and "expected about" in result.stderr.strip().splitlines()[-1]
+    # the camera chose its model among the exports, by recorded accuracy and a timing here
+    assert "`edge-fer camera --model models` chose" in report and "ms/frame" in report
     for linked in ("bench/pareto.png", "runs/stt/confusion.png", "camera/annotated.mp4", "camera/events.jsonl"):
         assert linked in report and (demo / linked).stat().st_size > 0, linked
     assert (demo / "bench" / "results.json").is_file() and (demo / "models" / "ov_int8" / "model.xml").is_file()
