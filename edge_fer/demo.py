@@ -147,7 +147,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
 
     cpu = cpu_info()
     print(
-        f"edge-fer demo{' --quick' if quick else ''}: expected about {sizes.expected_s / 60:.0f} min "
+        f"edge-fer demo{' --quick' if quick else ''}: expected about {sizes.expected_s / 60:.1f} min "
         f"(measured on 2 cores, AVX2 only; this machine: {cpu.cores} cores, {cpu.summary}; "
         "about twice that if another busy process shares 2 cores)",
         file=sys.stderr,
@@ -248,7 +248,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     total = time.perf_counter() - steps.started
     print(
-        f"demo finished in {total:.0f} s ({total / 60:.1f} min; expected about {sizes.expected_s / 60:.0f} min "
+        f"demo finished in {total:.0f} s ({total / 60:.1f} min; expected about {sizes.expected_s / 60:.1f} min "
         f"on 2 AVX2 cores): {report}",
         file=sys.stderr,
     )
