@@ -256,11 +256,14 @@ def fit(
     resume: bool = False,
     ddp: Distributed = Distributed(),
     log: Callable[[str], None] = print,
+    watch: Callable[[nn.Module, int], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train with model selection on ``val_set``; returns the best validation report.
 
     Writes ``best.pt`` (best ``select`` metric on validation), ``last.pt`` (full training
     state) and ``log.jsonl`` (one line per epoch) into ``run_dir`` (rank 0 only).
+    ``watch(model, epoch)``, if given, runs after each epoch's validation and its (small,
+    JSON-ready) result goes into that epoch's log line; it never influences selection.
     """
     device = pick_device(config.device, ddp)
     model.to(device)
@@ -350,6 +353,8 @@ def fit(
             "lr": scheduler.get_last_lr()[0],
             "best": improved,
         }
+        if watch is not None:
+            record["watch"] = watch(model, epoch)
         history.append(record)
         save_checkpoint(
             last_path,

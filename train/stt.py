@@ -1,6 +1,7 @@
 """Train STT on a dynamic facial expression dataset.
 
     python -m train.stt --dataset dfew --root DFEW --fold 1 --preset stt_tiny --epochs 30 --out runs/stt
+    python -m train.stt --dataset ckplus --root CK+ --fold 1 --out runs/ckplus   (10 folds by subject)
 
 Reads top to bottom: flags -> data (test fold from the dataset's split files, validation
 carved from the training part) -> model -> ``fit`` (model selection on validation only) ->
@@ -45,7 +46,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="python -m train.stt", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, choices=sorted(DFER_DATASETS))
     p.add_argument("--root", required=True, type=Path, help="dataset folder in its original layout")
-    p.add_argument("--fold", type=int, default=1, help="test fold (DFEW/MAFW 1-5; AFEW/FERV39k have one split)")
+    p.add_argument(
+        "--fold", type=int, default=1, help="test fold (DFEW/MAFW 1-5, CK+ 1-10; AFEW/FERV39k have one split)"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("subject", "leaky"),
+        default=None,
+        help="CK+: folds by subject (default), or the CK+48 repository's frame-index split (leaky: the same "
+        "people on both sides; for comparison with its published numbers only)",
+    )
     p.add_argument("--preset", default="stt_tiny")
     p.add_argument("--out", required=True, type=Path, help="run folder (best.pt, last.pt, metrics.json, ...)")
     p.add_argument("--epochs", type=int, default=40)
@@ -117,10 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     if preset.family != "stt":
         raise PresetError(f"preset {args.preset!r} is a {preset.family} preset; train.stt needs an STT preset")
     preset = preset.with_classes(info.classes)
-    train_records = read_dfer(args.dataset, args.root, fold=args.fold, split="train")
-    test_records = read_dfer(args.dataset, args.root, fold=args.fold, split="test")
+    train_records = read_dfer(args.dataset, args.root, fold=args.fold, split="train", protocol=args.protocol)
+    test_records = read_dfer(args.dataset, args.root, fold=args.fold, split="test", protocol=args.protocol)
+    # Where the dataset names its people, validation takes whole people too: model selection
+    # then measures what the test fold measures, generalisation to new faces.
+    by_subject = args.protocol != "leaky" and all(r.subject for r in train_records)
     train_idx, val_idx = train_val_split(
-        [r.label for r in train_records], val_fraction=args.val_fraction, seed=config.seed
+        [r.label for r in train_records],
+        val_fraction=args.val_fraction,
+        seed=config.seed,
+        groups=[r.subject for r in train_records] if by_subject else None,
     )
     dataset_cls = FrameDataset if args.single_frame else ClipDataset
     train_set = dataset_cls([train_records[i] for i in train_idx], preset.preprocessing, train=True, seed=config.seed)
@@ -142,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             "name": args.dataset,
             "root": str(args.root),
             "fold": args.fold,
+            "protocol": args.protocol,
             "synthetic": synthetic,
             "train": len(train_set),
             "val": len(val_set),
@@ -192,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": "synthetic" if synthetic else "real",
         "dataset": args.dataset,
         "fold": args.fold,
+        "protocol": args.protocol or ("subject" if args.dataset == "ckplus" else "dataset"),
         "split": "test",
         "model": kind + (f" QAT ({args.qat_target} INT8 fake-quant)" if args.qat else ""),
         "preset": preset.name,

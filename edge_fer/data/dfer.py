@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from edge_fer.data.ckplus import CKPLUS_INFO, read_ckplus
 from edge_fer.data.records import ClipRecord, DatasetInfo, sorted_frames
 from edge_fer.errors import DatasetError
 from edge_fer.presets import DFER_CLASSES
@@ -73,6 +74,7 @@ DFER_DATASETS: dict[str, DatasetInfo] = {
     "mafw": DatasetInfo(
         "mafw", "dfer", MAFW_CLASSES, "MAFW: 10,045 clips, 11 single-label classes, 5-fold cross-validation"
     ),
+    "ckplus": CKPLUS_INFO,
 }
 
 DFEW_FOLDS = (1, 2, 3, 4, 5)
@@ -468,27 +470,34 @@ def _single_split_fold(name: str, fold: int | None) -> None:
         )
 
 
-def _needs_fold(name: str, fold: int | None) -> int:
+def _needs_fold(name: str, fold: int | None, folds: int = 5) -> int:
     if fold is None:
-        raise DatasetError(f"{name}: is evaluated by 5-fold cross-validation; pass fold=1..5")
+        raise DatasetError(f"{name}: is evaluated by {folds}-fold cross-validation; pass fold=1..{folds}")
     return fold
 
 
-def read_dfer(name: str, root: PathLike, *, fold: int | None, split: str) -> list[ClipRecord]:
+def read_dfer(
+    name: str, root: PathLike, *, fold: int | None, split: str, protocol: str | None = None
+) -> list[ClipRecord]:
     """Read any registered DFER dataset by name.
 
     Args:
-        name: a key of ``DFER_DATASETS``: "dfew", "afew", "ferv39k" or "mafw".
+        name: a key of ``DFER_DATASETS``: "dfew", "afew", "ferv39k", "mafw" or "ckplus".
         root: the dataset's folder.
-        fold: 1..5 for DFEW and MAFW; None (or 1) for AFEW and FERV39k, which have one
-            fixed split.
+        fold: 1..5 for DFEW and MAFW, 1..10 for CK+; None (or 1) for AFEW and FERV39k,
+            which have one fixed split.
         split: "train" or "test" ("val" is accepted for AFEW, whose val set is its test set).
+        protocol: CK+ only: "subject" (default) or "leaky" (see ``edge_fer.data.ckplus``).
 
     Raises:
         DatasetError: unknown name, a fold the dataset does not have, or any reader error.
     """
     if name not in DFER_DATASETS:
         raise DatasetError(f"unknown DFER dataset {name!r}; known: {', '.join(sorted(DFER_DATASETS))}")
+    if name == "ckplus":
+        return read_ckplus(root, fold=_needs_fold("CK+", fold, 10), split=split, protocol=protocol or "subject")
+    if protocol not in (None, "subject"):
+        raise DatasetError(f"{name}: has no {protocol!r} protocol (only CK+ offers the leaky frame split)")
     if name == "dfew":
         return read_dfew(root, fold=_needs_fold("DFEW", fold), split=split)
     if name == "mafw":

@@ -22,11 +22,14 @@ class ClipRecord:
         video_id: the dataset's id of the video (e.g. DFEW "00001").
         frames: frame image paths in temporal order (at least one).
         label: index into the dataset's ``classes``.
+        subject: the person filmed, where the dataset says (CK+); None otherwise. Splits
+            keep one subject's videos on one side.
     """
 
     video_id: str
     frames: tuple[Path, ...]
     label: int
+    subject: str | None = None
 
     def __post_init__(self) -> None:
         if not self.frames:
