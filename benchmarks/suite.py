@@ -233,9 +233,10 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
 def _family_of(dataset: str) -> str | None:
     """Which model family a dataset evaluates (others are timed without accuracy)."""
     from edge_fer.data.dfer import DFER_DATASETS
+    from edge_fer.data.megc2019 import MEGC2019
     from edge_fer.data.micro import MICRO_DATASETS
 
-    return "stt" if dataset in DFER_DATASETS else "htnet" if dataset in MICRO_DATASETS else None
+    return "stt" if dataset in DFER_DATASETS else "htnet" if dataset in (*MICRO_DATASETS, MEGC2019) else None
 
 
 def _streaming_cost(path: Path, config: Config, task: dict[str, Any]) -> float | None:

@@ -49,6 +49,7 @@ def eval_batches(
 ) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
     """Batches of (float32 model inputs, labels) of a dataset split, and a description of it."""
     from edge_fer.data.dfer import DFER_DATASETS, read_dfer
+    from edge_fer.data.megc2019 import MEGC2019
     from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
     from edge_fer.data.sampling import eval_transform, load_frames, sample_indices, to_model_input
 
@@ -80,6 +81,25 @@ def eval_batches(
                 yield np.stack([clip(r) for r in chunk]), np.array([r.label for r in chunk])
 
         return batches(), info
+    if dataset == MEGC2019:  # the HTNet repository's layout: flow images as shipped
+        from edge_fer.data.megc2019 import megc2019_features, read_megc2019
+
+        if preset.family != "htnet":
+            raise DatasetError(f"{dataset} is a micro-expression dataset but the model is {preset.family}")
+        flow_records = read_megc2019(root)
+        if subjects:
+            flow_records = [r for r in flow_records if r.subject in set(subjects)]
+        features = megc2019_features(
+            flow_records,
+            convention=(flow or {}).get("patches", pre.patch_convention or "xy"),
+            cache_dir=cache or tempfile.mkdtemp(prefix="edge-fer-landmarks-"),
+        )
+        inputs = to_model_input(features.images, pre)
+        labels = np.array([r.label for r in flow_records], dtype=np.int64)
+        info["subjects"] = sorted({r.subject for r in flow_records})
+        return iter(
+            [(inputs[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(labels), batch_size)]
+        ), info
     if dataset in MICRO_DATASETS:
         from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
 
@@ -112,7 +132,7 @@ def eval_batches(
         return iter(
             [(inputs[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(labels), batch_size)]
         ), info
-    known = ", ".join(sorted({**DFER_DATASETS, **MICRO_DATASETS}))
+    known = ", ".join(sorted({**DFER_DATASETS, **MICRO_DATASETS, MEGC2019: None}))
     raise DatasetError(f"unknown dataset {dataset!r}; known: {known}")
 
 

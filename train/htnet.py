@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from edge_fer.cli.args import Parser
-from edge_fer.data.megc2019 import megc2019_features, read_megc2019
+from edge_fer.data.megc2019 import MEGC2019, megc2019_features, read_megc2019
 from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
 from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
 from edge_fer.data.splits import loso_folds, train_val_split
@@ -54,7 +54,6 @@ from train.common import (
 )
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
-MEGC2019 = "megc2019"  # the HTNet repository's layout: flow images already computed
 # HTNet paper, MEGC2019 composite, official protocol: (UF1, UAR).
 PAPER = {
     "all": (0.8603, 0.8475),

@@ -34,10 +34,11 @@ from edge_fer.errors import DatasetError
 from edge_fer.fileio import atomic_output
 from edge_fer.micro_input import OFFICIAL_FALLBACK_LANDMARKS_28, four_patch_image, landmarks_to_grid
 
-__all__ = ["MEGC2019_CSV", "MEGC2019_SOURCES", "FlowRecord", "read_megc2019", "megc2019_features"]
+__all__ = ["MEGC2019", "MEGC2019_CSV", "MEGC2019_SOURCES", "FlowRecord", "read_megc2019", "megc2019_features"]
 
 PathLike = str | os.PathLike
 
+MEGC2019 = "megc2019"  # the dataset name on the command lines
 MEGC2019_CSV = "combined_3_class2_for_optical_flow.csv"
 MEGC2019_SOURCES = ("casme2", "smic", "samm")
 FLOW_DIR = Path("datasets/STSNet_whole_norm_u_v_os")

@@ -1,0 +1,78 @@
+"""Training on the real-data layouts: LOSO with both protocols on a fixture, short smoke runs on
+the real sets (skipped where ../shared/real is absent), and the real-data report's arithmetic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from realdata import CKPLUS48, MEGC2019, need
+from test_readers_real import MEGC_ROWS, megc_layout
+
+from benchmarks.real_int8 import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_htnet_megc2019_loso_reports_both_protocols_per_source(tmp_path):
+    root = megc_layout(tmp_path / "megc")
+    out = tmp_path / "run"
+    _run("train.htnet", "--dataset", "megc2019", "--root", str(root), "--loso", "--epochs", "2", "--threads", "1",
+         "--out", str(out))  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"] == "loso-honest" and metrics["folds"] == len(MEGC_ROWS)
+    assert metrics["samples"] == len(MEGC_ROWS)
+    for protocol in ("honest", "official"):
+        figures = metrics["protocols"][protocol]
+        assert {"uf1", "uar", "casme2", "samm", "smic"} <= set(figures)
+        assert sum(figures[s]["samples"] for s in ("casme2", "samm", "smic")) == len(MEGC_ROWS)
+    assert metrics["protocols"]["honest"]["uf1"] == metrics["uf1"]
+    assert metrics["paper"]["all"] == {"uf1": 0.8603, "uar": 0.8475}
+    folds = sorted((out / "folds").iterdir())
+    assert len(folds) == len(MEGC_ROWS) and not list((out / "folds").glob("*/best.pt"))  # fold models removed
+    for fold in folds:
+        result = json.loads((fold / "predictions.json").read_text())
+        assert 1 <= result["official_epoch"] <= 2 and len(result["official_predictions"]) == len(result["targets"])
+
+
+def test_real_megc2019_and_ckplus_train_smoke(tmp_path):
+    megc, ck = need(MEGC2019), need(CKPLUS48)
+    _run("train.htnet", "--dataset", "megc2019", "--root", str(megc), "--epochs", "1", "--threads", "2",
+         "--out", str(tmp_path / "htnet"))  # fmt: skip
+    metrics = json.loads((tmp_path / "htnet" / "metrics.json").read_text())
+    assert metrics["data"] == "real" and metrics["dataset"] == "megc2019"
+    _run("train.stt", "--dataset", "ckplus", "--root", str(ck), "--fold", "1", "--epochs", "1", "--threads", "2",
+         "--out", str(tmp_path / "stt"))  # fmt: skip
+    metrics = json.loads((tmp_path / "stt" / "metrics.json").read_text())
+    assert (metrics["data"], metrics["dataset"], metrics["protocol"]) == ("real", "ckplus", "subject")
+    assert sum(metrics["support"].values()) == metrics["samples"] > 20  # fold 1's held-out sequences
+    assert metrics["classes"] == ["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]
+
+
+def test_real_report_pools_folds_and_measures_drops_against_fp32(tmp_path):
+    folder = tmp_path / "int8" / "ckplus"
+    folder.mkdir(parents=True)
+    # two folds, 4 + 2 samples; the INT8 engine gets one of the six wrong that FP32 got right
+    (folder / "fold1.json").write_text(
+        json.dumps({"targets": [0, 1, 2, 3], "predictions": {"fp32 torch": [0, 1, 2, 3], "int8 x": [0, 1, 2, 0]}})
+    )
+    (folder / "fold2.json").write_text(
+        json.dumps({"targets": [4, 5], "predictions": {"fp32 torch": [4, 4], "int8 x": [4, 4]}})
+    )
+    write_report(tmp_path, {"train_s": 60.0, "int8_s": 30.0})
+    report = json.loads((tmp_path / "report.json").read_text())
+    rows = {r["engine"]: r for r in report["int8"]["ckplus"]["rows"]}
+    assert report["int8"]["ckplus"]["samples"] == 6
+    assert rows["fp32 torch"]["war"] == pytest.approx(5 / 6) and rows["int8 x"]["war"] == pytest.approx(4 / 6)
+    assert rows["int8 x"]["drop_points"]["war"] == pytest.approx(100 / 6)
+    assert rows["int8 x"]["top1_agreement_with_fp32"] == pytest.approx(5 / 6)
+    assert "| int8 x | 0.6667 (-16.7)" in (tmp_path / "report.md").read_text()
