@@ -118,56 +118,130 @@ def _constant_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 def tensorrt_qdq_violations(model: onnx.ModelProto | str | os.PathLike) -> list[str]:
     """Where a Q/DQ model breaks TensorRT's explicit-quantization rules (empty: none).
 
-    Checked: every Q/DQ has an int8 zero-point that is 0 and positive scales; weights are
-    quantized per output channel; Conv/Gemm/weighted-MatMul take both inputs from a
-    DequantizeLinear; nothing quantized feeds LayerNorm, Softmax or their decompositions.
+    Checked: every QuantizeLinear/DequantizeLinear is INT8 with zero-point 0 and positive
+    constant scales (an absent zero-point is 0 and typed like the DequantizeLinear's input; a
+    QuantizeLinear without one quantizes to uint8 unless ``output_dtype`` says otherwise);
+    Conv, Gemm and every MatMul with a weight (a constant, directly or through Q/DQ and layout
+    ops) take both inputs from a DequantizeLinear; weights are quantized per output channel,
+    along the output-channel axis (Conv: 0; Gemm: 0 with transB, else 1; MatMul: the weight's
+    last axis); nothing quantized feeds LayerNorm, Softmax or their decompositions.
     """
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     constants = _constant_arrays(model)
     producers = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    problems: list[str] = []
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     if not qdq:
         return ["no QuantizeLinear/DequantizeLinear nodes: not an explicitly quantized model"]
+    declared = _declared_types(model)
+    problems: list[str] = []
     for node in qdq:
-        if len(node.input) < 3 or node.input[2] not in constants:
-            problems.append(f"{node.name}: no constant zero-point (the default is uint8)")
-            continue
-        zero_point = constants[node.input[2]]
-        if zero_point.dtype != np.int8:
-            problems.append(f"{node.name}: zero-point is {zero_point.dtype}, TensorRT needs int8")
-        if np.any(zero_point != 0):
-            problems.append(f"{node.name}: zero-point is not 0 (asymmetric)")
-        scale = constants.get(node.input[1])
-        if scale is None or np.any(scale <= 0):
-            problems.append(f"{node.name}: scale is not a positive constant")
+        problems += _qdq_node_problems(node, constants, producers, declared)
     for node in model.graph.node:
         if node.op_type in FLOAT_ONLY_OPS:
             for name in node.input:
                 source = producers.get(name)
                 if source is not None and source.op_type == "DequantizeLinear":
                     problems.append(f"{node.name} ({node.op_type}) takes a quantized input: keep it in float")
-    weighted, _ = _weighted_nodes(model)
     for node in model.graph.node:
-        if node.name not in weighted:
-            continue
-        inputs = node.input[:2]
-        for position, name in enumerate(inputs):
-            source = _through_shape_ops(producers.get(name), producers)
-            if source is None or source.op_type != "DequantizeLinear":
-                what = "activation" if position == 0 else "weight"
-                problems.append(f"{node.name} ({node.op_type}): its {what} input is not quantized")
-                continue
-            if _is_weight(source, producers, constants):
-                scale = constants.get(source.input[1])
-                if scale is None or scale.size < 2:
-                    problems.append(f"{node.name} ({node.op_type}): weights are quantized per tensor, not per channel")
+        if node.op_type in QUANTIZED_OPS:
+            problems += _weighted_node_problems(node, constants, producers)
     return problems
+
+
+def _declared_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Tensor name -> ONNX element type, for graph inputs and annotated intermediate tensors."""
+    infos = [*model.graph.input, *model.graph.value_info, *model.graph.output]
+    return {info.name: info.type.tensor_type.elem_type for info in infos if info.type.HasField("tensor_type")}
+
+
+def _qdq_node_problems(node: onnx.NodeProto, constants, producers, declared: dict[str, int]) -> list[str]:
+    problems = []
+    zero_point_name = node.input[2] if len(node.input) > 2 else ""
+    if zero_point_name and zero_point_name not in constants:
+        problems.append(f"{node.name}: its zero-point is not a constant")
+    elif zero_point_name and np.any(constants[zero_point_name] != 0):
+        problems.append(f"{node.name}: zero-point is not 0 (asymmetric)")
+    integer_type = _integer_type(node, constants, producers, declared)
+    if integer_type is None:
+        problems.append(f"{node.name}: its integer type cannot be told (no zero-point, input not a typed constant)")
+    elif integer_type != np.int8:
+        default = "" if zero_point_name else " (no zero-point: the default)"
+        problems.append(f"{node.name}: quantizes to {integer_type}{default}, TensorRT needs int8")
+    scale = constants.get(node.input[1])
+    if scale is None or np.any(scale <= 0):
+        problems.append(f"{node.name}: scale is not a positive constant")
+    return problems
+
+
+def _integer_type(node: onnx.NodeProto, constants, producers, declared: dict[str, int]) -> np.dtype | None:
+    """The integer type a QuantizeLinear makes or a DequantizeLinear reads (None: unknown)."""
+    if len(node.input) > 2 and node.input[2]:
+        zero_point = constants.get(node.input[2])
+        return None if zero_point is None else zero_point.dtype
+    if node.op_type == "QuantizeLinear":
+        # without a zero-point ONNX quantizes to uint8, unless opset 21's output_dtype says otherwise
+        output_dtype = next((a.i for a in node.attribute if a.name == "output_dtype"), 0)
+        return np.dtype(np.uint8) if not output_dtype else onnx.helper.tensor_dtype_to_np_dtype(output_dtype)
+    source = node.input[0]  # DequantizeLinear without zero-point: its input's type
+    if source in constants:
+        return constants[source].dtype
+    quantize = producers.get(source)
+    if quantize is not None and quantize.op_type == "QuantizeLinear":
+        return _integer_type(quantize, constants, producers, declared)
+    if declared.get(source):
+        return onnx.helper.tensor_dtype_to_np_dtype(declared[source])
+    return None
+
+
+def _weighted_node_problems(node: onnx.NodeProto, constants, producers) -> list[str]:
+    """Conv/Gemm/weighted MatMul: both inputs dequantized, weights per output channel on its axis."""
+    weights = {i for i, name in enumerate(node.input[:2]) if _constant_source(name, producers, constants)}
+    if node.op_type == "MatMul" and not weights:
+        return []  # activation by activation (attention): left in float on purpose
+    problems = []
+    for position, name in enumerate(node.input[:2]):
+        what = "weight" if position in weights or (not weights and position == 1) else "activation"
+        dequantize = _through_shape_ops(producers.get(name), producers)
+        if dequantize is None or dequantize.op_type != "DequantizeLinear":
+            problems.append(f"{node.name} ({node.op_type}): its {what} input is not quantized")
+        elif position in weights:
+            problems += _per_channel_problems(
+                node,
+                position,
+                dequantize,
+                direct=dequantize.output[0] == name,
+                constants=constants,
+                producers=producers,
+            )
+    return problems
+
+
+def _per_channel_problems(node, position: int, dequantize, *, direct: bool, constants, producers) -> list[str]:
+    scale = constants.get(dequantize.input[1])
+    if scale is None or scale.size < 2:
+        return [f"{node.name} ({node.op_type}): weights are quantized per tensor, not per channel"]
+    shape = _dequantized_weight_shape(dequantize, producers, constants)
+    if not direct or shape is None:
+        return []  # a layout op in between (TensorRT moves Q/DQ across it): its axis maps elsewhere
+    rank = len(shape)
+    axis = next((a.i for a in dequantize.attribute if a.name == "axis"), 1) % rank
+    expected = _output_channel_axis(node, position, rank)
+    if axis != expected or scale.size != shape[expected]:
+        return [
+            f"{node.name} ({node.op_type}): weight scales run along axis {axis} ({scale.size} of them), not the "
+            f"output channels (axis {expected}, {shape[expected]} of them)"
+        ]
+    return []
+
+
+def _output_channel_axis(node: onnx.NodeProto, position: int, rank: int) -> int:
+    if node.op_type == "Conv":
+        return 0  # (out channels, in channels / groups, kernel...)
+    if node.op_type == "Gemm":
+        transposed = any(a.name == ("transB" if position == 1 else "transA") and a.i for a in node.attribute)
+        return (0 if transposed else 1) if position == 1 else (1 if transposed else 0)
+    return rank - 1 if position == 1 else rank - 2  # MatMul: B is (..., K, N), A is (..., M, K)
 
 
 SHAPE_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -180,10 +254,22 @@ def _through_shape_ops(node: onnx.NodeProto | None, producers) -> onnx.NodeProto
     return node
 
 
-def _is_weight(dequantize: onnx.NodeProto, producers, constants) -> bool:
-    """Whether a DequantizeLinear carries a constant (directly, or through a QuantizeLinear)."""
+def _constant_source(name: str, producers, constants) -> str | None:
+    """The constant a tensor is made from through layout ops and Q/DQ (None: it is computed)."""
+    while name not in constants:
+        node = producers.get(name)
+        if node is None or node.op_type not in (*SHAPE_OPS, "QuantizeLinear", "DequantizeLinear"):
+            return None
+        name = node.input[0]
+    return name
+
+
+def _dequantized_weight_shape(dequantize: onnx.NodeProto, producers, constants) -> tuple[int, ...] | None:
+    """The shape of the constant a DequantizeLinear reads (directly, or through a QuantizeLinear)."""
     source = dequantize.input[0]
     if source in constants:
-        return True
+        return constants[source].shape
     quantize = producers.get(source)
-    return quantize is not None and quantize.op_type == "QuantizeLinear" and quantize.input[0] in constants
+    if quantize is not None and quantize.op_type == "QuantizeLinear" and quantize.input[0] in constants:
+        return constants[quantize.input[0]].shape
+    return None
