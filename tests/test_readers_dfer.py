@@ -232,7 +232,7 @@ def test_mafw_unknown_emotion_names_file_and_line(tmp_path):
 
 
 def test_read_dfer_dispatch_errors(tmp_path):
-    with pytest.raises(DatasetError, match="afew, dfew, ferv39k, mafw"):
+    with pytest.raises(DatasetError, match="afew, ckplus, dfew, ferv39k, mafw"):
         read_dfer("kinetics", tmp_path, fold=None, split="train")
     with pytest.raises(DatasetError, match="one fixed train/test split"):
         read_dfer("afew", tmp_path, fold=2, split="train")

@@ -168,7 +168,7 @@ def test_htnet_loso_run(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["protocol"] == "loso" and metrics["folds"] == 3 and metrics["samples"] == 18
+    assert metrics["protocol"] == "loso-honest" and metrics["folds"] == 3 and metrics["samples"] == 18
     assert {"uf1", "uar"} <= set(metrics)
     assert sorted(p.name for p in (run / "folds").iterdir()) == ["sub01", "sub02", "sub03"]
     assert not list((run / "folds").rglob("*.pt"))  # fold models are not kept
