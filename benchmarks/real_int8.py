@@ -10,6 +10,7 @@ metric is, so each INT8 figure's drop is measured on exactly the same samples.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import tempfile
 import warnings
@@ -224,9 +225,21 @@ def _int8_rows(targets, predictions, classes, metrics: tuple[str, ...], sources=
         row = {"engine": name, **{m: report[m] for m in metrics}, "top1_agreement_with_fp32": agreement}
         row["drop_points"] = {m: 100 * (reference[m] - report[m]) for m in metrics}
         rows.append(row)
-        cells = [f"{report[m]:.4f} ({-row['drop_points'][m]:+.1f})" for m in metrics]
+        cells = [f"{report[m]:.4f} ({_change(-row['drop_points'][m])})" for m in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * agreement:.1f} % |")
     return rows, lines
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "CPU"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "CPU")
+
+
+def _change(points: float) -> str:
+    return "±0.0" if abs(points) < 0.05 else f"{points:+.1f}"
 
 
 def write_report(out: Path, timings: dict) -> None:
@@ -235,12 +248,14 @@ def write_report(out: Path, timings: dict) -> None:
     from edge_fer.presets import MICRO_CLASSES
     from edge_fer.runtime.cpu import cpu_info
 
-    report: dict = {"machine": {"cpu": cpu_info().summary, "python": platform.python_version()}, "timings": timings}
+    cpu = f"{os.cpu_count()}-core {_cpu_model()}, {cpu_info().summary}"
+    report: dict = {"machine": {"cpu": cpu, "python": platform.python_version()}, "timings": timings}
     md = [
         "# Real-data results (`python -m benchmarks.real`)",
         "",
         f"Machine: {report['machine']['cpu']}; training {timings.get('train_s', 0) / 60:.0f} min "
-        f"(two 1-thread jobs side by side), INT8 per fold {timings.get('int8_s', 0) / 60:.0f} min. Weights trained on "
+        f"(two 1-thread jobs side by side), INT8 per fold {timings.get('int8_s', 0) / 60:.0f} min, bench "
+        f"{timings.get('bench_s', 0) / 60:.0f} min. Weights trained on "
         "these sets stay in the run folder: they are never shipped.",
         "",
     ]
@@ -252,7 +267,7 @@ def write_report(out: Path, timings: dict) -> None:
             "## MEGC2019 composite: real micro-expressions (442 samples, 68 subjects, leave-one-subject-out)",
             "",
             "HTNet's own inputs (the flow images its repository ships); patches placed by our detector. "
-            f"`htnet_light` ({metrics.get('preset')}), trained from scratch on this CPU. UF1 / UAR pooled over all "
+            f"`{metrics.get('preset')}`, trained from scratch on this CPU. UF1 / UAR pooled over all "
             "442 predictions, and per source database.",
             "",
             "| protocol | all | CASME II | SAMM | SMIC |",
@@ -314,6 +329,21 @@ def write_report(out: Path, timings: dict) -> None:
             "| engine | " + " | ".join(names[m] for m in metrics) + " | top-1 agreement with FP32 |",
             "|---|" + "---|" * len(metrics) + "---|",
             *lines,
+            "",
+        ]
+    bench = out / "bench" / "results.md"
+    if bench.exists():
+        md += [
+            "## `edge-fer bench` on real faces: CK+ fold 1 (its held-out people)",
+            "",
+            "Exports of fold 1's STT, accuracy on its held-out people, latency on this CPU "
+            "(Pareto plot: `bench/pareto.png`).",
+            "",
+            *[
+                line.replace("](pareto.png)", "](bench/pareto.png)")
+                for line in bench.read_text().splitlines()
+                if not line.startswith("# ")
+            ],
             "",
         ]
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

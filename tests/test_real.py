@@ -42,6 +42,11 @@ def test_htnet_megc2019_loso_reports_both_protocols_per_source(tmp_path):
     for fold in folds:
         result = json.loads((fold / "predictions.json").read_text())
         assert 1 <= result["official_epoch"] <= 2 and len(result["official_predictions"]) == len(result["targets"])
+    # the final model evaluates on the same layout
+    evaluated = _run(
+        "edge_fer", "eval", "--checkpoint", str(out / "best.pt"), "--dataset", "megc2019", "--root", str(root)
+    )
+    assert json.loads(evaluated.stdout)["samples"] == len(MEGC_ROWS)
 
 
 def test_real_megc2019_and_ckplus_train_smoke(tmp_path):
