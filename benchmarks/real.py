@@ -61,75 +61,27 @@ def _training_jobs(args) -> list[list[list[str]]]:
         *threads,
     ]
     ck = ["--dataset", "ckplus", "--root", str(args.root / "ckplus48"), *threads]
-    stt, frame, leaky, qat = [], [], [], []
-    for fold in CKPLUS_FOLDS:
-        f = ["--fold", str(fold)]
-        stt.append(
-            [
-                "train.stt",
-                *ck,
-                *f,
-                "--epochs",
-                str(args.stt_epochs),
-                "--lr",
-                "2e-3",
-                "--out",
-                str(out / "ckplus" / "stt" / f"fold{fold}"),
-            ]
-        )
-        frame.append(
-            [
-                "train.stt",
-                *ck,
-                *f,
-                "--single-frame",
-                "--epochs",
-                str(args.frame_epochs),
-                "--lr",
-                "2e-3",
-                "--out",
-                str(out / "ckplus" / "frame" / f"fold{fold}"),
-            ]
-        )
-        leaky.append(
-            [
-                "train.stt",
-                *ck,
-                *f,
-                "--protocol",
-                "leaky",
-                "--single-frame",
-                "--epochs",
-                str(args.frame_epochs),
-                "--lr",
-                "2e-3",
-                "--out",
-                str(out / "ckplus" / "frame_leaky" / f"fold{fold}"),
-            ]
-        )
-        qat.append(
-            [
-                "train.stt",
-                *ck,
-                *f,
-                "--qat",
-                "--from",
-                str(out / "ckplus" / "stt" / f"fold{fold}" / "best.pt"),
-                "--epochs",
-                str(args.qat_epochs),
-                "--out",
-                str(out / "ckplus" / "stt_qat" / f"fold{fold}"),
-            ]
-        )
-    return [[megc, *leaky], stt + qat + frame]
+
+    def fold_run(fold: int, name: str, *flags: str) -> list[str]:
+        return ["train.stt", *ck, "--fold", str(fold), *flags, "--out", str(out / "ckplus" / name / f"fold{fold}")]
+
+    frame = ["--single-frame", "--epochs", str(args.frame_epochs), "--lr", "2e-3"]
+    stt = [fold_run(k, "stt", "--epochs", str(args.stt_epochs), "--lr", "2e-3") for k in CKPLUS_FOLDS]
+    qat = [
+        fold_run(k, "stt_qat", "--qat", "--from", str(out / "ckplus" / "stt" / f"fold{k}" / "best.pt"),
+                 "--epochs", str(args.qat_epochs))
+        for k in CKPLUS_FOLDS
+    ]  # fmt: skip
+    frames = [fold_run(k, "frame", *frame) for k in CKPLUS_FOLDS]
+    leaky = [fold_run(k, "frame_leaky", "--protocol", "leaky", *frame) for k in CKPLUS_FOLDS]
+    return [[megc, *leaky], stt + qat + frames]
 
 
 def _out_dir(command: list[str]) -> Path:
     return Path(command[command.index("--out") + 1])
 
 
-def _run_queue(queue: list[list[str]], log: Path) -> list[tuple[str, float]]:
-    times = []
+def _run_queue(queue: list[list[str]], log: Path) -> None:
     for command in queue:
         out = _out_dir(command)
         if (out / "metrics.json").exists():
@@ -148,8 +100,6 @@ def _run_queue(queue: list[list[str]], log: Path) -> list[tuple[str, float]]:
         if result.returncode != 0:
             raise SystemExit(f"benchmarks.real: {command[0]} -> {out} failed ({result.returncode}); see {log}")
         print(f"  {out} ({seconds:.0f} s)", flush=True)
-        times.append((str(out), seconds))
-    return times
 
 
 def main(argv: list[str] | None = None) -> int:

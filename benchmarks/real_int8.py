@@ -41,14 +41,13 @@ def _calibration_indices(labels: np.ndarray, samples: int, seed: int = 0) -> np.
 
 def _predict_engines(checkpoint: Path, calib: np.ndarray, test: np.ndarray, qat_checkpoint: Path | None) -> dict:
     """Predicted classes of ``test`` per engine/precision (all from the same fold model)."""
-    import nncf
     import onnxruntime as ort
     import openvino as ov
     import torch
 
     from export.common import load_exportable
     from export.onnx import export_onnx
-    from export.openvino import convert_part
+    from export.openvino import convert_part, post_training_int8
     from export.qdq import quantize_for_tensorrt
 
     exportable = load_exportable(checkpoint)
@@ -63,13 +62,7 @@ def _predict_engines(checkpoint: Path, calib: np.ndarray, test: np.ndarray, qat_
     samples = [calib[i : i + 1] for i in range(len(calib))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        int8 = nncf.quantize(
-            ov_model,
-            nncf.Dataset(samples),
-            model_type=nncf.ModelType.TRANSFORMER,
-            subset_size=len(samples),
-            fast_bias_correction=False,
-        )
+        int8 = post_training_int8(ov_model, samples)  # the settings export.openvino uses
     predictions["int8 openvino ptq"] = core.compile_model(int8, "CPU", f32)(test)[0].argmax(1)
     input_name = model.io_names["full"][0]
     with tempfile.TemporaryDirectory(prefix="edge-fer-real-") as tmp:

@@ -32,7 +32,7 @@ from edge_fer.cli.args import Parser
 from edge_fer.errors import ArtifactError
 from edge_fer.fileio import check_writable
 
-__all__ = ["main", "convert_part"]
+__all__ = ["main", "convert_part", "post_training_int8"]
 
 
 def convert_part(exportable, part: str):
@@ -53,6 +53,20 @@ def convert_part(exportable, part: str):
     batch_free = [ov.Dimension.dynamic(), *example.shape[1:]]
     model.reshape({model.inputs[0]: ov.PartialShape(batch_free)})
     return model
+
+
+def post_training_int8(ov_model, samples: list[np.ndarray]):
+    """NNCF post-training INT8 of an OpenVINO model: transformer mode (LayerNorm, Softmax and
+    GELU stay in float), full bias correction, every calibration sample used."""
+    import nncf
+
+    return nncf.quantize(
+        ov_model,
+        nncf.Dataset(samples),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(samples),
+        fast_bias_correction=False,
+    )
 
 
 def _save(model, path: Path, *, compress_to_fp16: bool) -> None:
@@ -168,21 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         ov_model = convert_part(exportable, part)
         quantization = None
         if ptq:
-            import nncf
-
             samples = part_calibration(exportable, calibration.images, part)
             validation = None
             if args.max_drop is not None and part == "full":
                 ov_model, validation = _accuracy_controlled(ov_model, exportable, samples, val, args.max_drop)
                 method = "nncf-ptq-accuracy-control"
             else:
-                ov_model = nncf.quantize(
-                    ov_model,
-                    nncf.Dataset(samples),
-                    model_type=nncf.ModelType.TRANSFORMER,
-                    subset_size=len(samples),
-                    fast_bias_correction=False,
-                )
+                ov_model = post_training_int8(ov_model, samples)
                 method = "nncf-ptq"
             quantization = {"method": method, "calibration": calibration.describe(), "model_type": "transformer"}
             if validation is not None:
