@@ -67,7 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cs-ce-weight", type=float, default=0.1, help="compact softmax CE weight (0: plain CE)")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--val-fraction", type=float, default=0.1, help="of the training part, for model selection")
-    p.add_argument("--pretrained", type=Path, help="ResNet-18 weights (torchvision key names) for the trunk")
+    p.add_argument(
+        "--pretrained",
+        type=Path,
+        help="trunk weights: ResNet-18 in torchvision key names, or an edge-fer checkpoint whose trunk is "
+        "taken (e.g. the same fold's --single-frame run: two-stage training)",
+    )
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the model in --from (INT8)")
     p.add_argument("--from", dest="from_checkpoint", type=Path, help="with --qat: the trained float checkpoint")
     p.add_argument("--calib-samples", type=int, default=64, help="with --qat: clips to initialise quantizers")
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         model, preset = _prepare_qat(args.from_checkpoint, train_set, args.calib_samples, config.seed, args.qat_target)
     if args.pretrained:
         trunk = model.trunk if args.single_frame else model.backbone.trunk
-        trunk.load_torchvision_state_dict(torch.load(args.pretrained, map_location="cpu", weights_only=True))
+        trunk.load_torchvision_state_dict(_trunk_weights(args.pretrained))
     loss_fn = CompactSoftmaxCrossEntropy(config.cs_ce_weight, label_smoothing=config.label_smoothing)
     meta = {
         "dataset": {
@@ -221,6 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     write_metrics(args.out, summary, title=label)
     log(json.dumps({k: summary[k] for k in ("data", "dataset", "fold", "model", "uar", "war", "selected_epoch")}))
     return 0
+
+
+def _trunk_weights(path: Path) -> dict[str, torch.Tensor]:
+    """ResNet-18 weights in torchvision key names, from such a file or from the trunk of an
+    edge-fer checkpoint (STT or single-frame baseline; its training data must not include the
+    test fold - the fold's own runs satisfy that)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if "model_kind" not in payload:
+        return payload
+    state = payload["state_dict"]
+    for prefix in ("backbone.trunk.", "trunk."):
+        weights = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if weights:
+            return weights
+    raise PresetError(f"{path}: checkpoint of a {payload['model_kind']} has no ResNet trunk to start from")
 
 
 def _prepare_qat(checkpoint: Path, train_set: ClipDataset, samples: int, seed: int, target: str):
