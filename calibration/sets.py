@@ -122,7 +122,12 @@ def build_from_dataset(
     seed: int = 0,
     cache: str | os.PathLike | None = None,
 ) -> CalibrationSet:
-    """A calibration set from a dataset's *training* split, stratified by class."""
+    """A calibration set from a dataset's *training* split, stratified by class.
+
+    STT: a DFER dataset's ``fold`` training split. HTNet: a micro-expression dataset (every
+    sample), or ``megc2019`` (the training subjects of its subject ``fold`` 1..5; every
+    sample when ``fold`` is None).
+    """
     root = Path(root)
     source = {"kind": "dataset", "dataset": dataset, "root": str(root), "fold": fold, "samples": samples, "seed": seed}
     if preset.family == "stt":
@@ -146,12 +151,26 @@ def build_from_dataset(
             clips.append(np.stack([_resize(f, pre) for f in frames]))
         images, labels = np.stack(clips), np.array([r.label for r in chosen])
     else:
+        from edge_fer.data.megc2019 import MEGC2019, megc2019_features, read_megc2019
         from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
         from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
 
+        if dataset == MEGC2019:  # the HTNet repository's flow images; a fold's training subjects
+            flow_records = read_megc2019(root, fold=fold, split="train" if fold is not None else None)
+            chosen = [flow_records[i] for i in _stratified([r.label for r in flow_records], samples, seed)]
+            if not chosen:
+                raise DatasetError(f"no calibration samples chosen from {root} (samples={samples})")
+            features = megc2019_features(
+                chosen,
+                convention=preset.preprocessing.patch_convention or "xy",
+                cache_dir=cache or tempfile.mkdtemp(prefix="edge-fer-landmarks-"),
+            )
+            images, labels = features.images, np.array([r.label for r in chosen])
+            return _checked(images, labels, root, source, preset)
         if dataset not in MICRO_DATASETS:
             raise DatasetError(
-                f"{dataset!r} is not a micro-expression dataset; HTNet needs one of {sorted(MICRO_DATASETS)}"
+                f"{dataset!r} is not a micro-expression dataset; HTNet needs one of "
+                f"{sorted([*MICRO_DATASETS, MEGC2019])}"
             )
         records = [r for r in read_micro(dataset, root) if composite_label(r) is not None]
         chosen = [records[i] for i in _stratified([composite_label(r) for r in records], samples, seed)]
@@ -160,6 +179,10 @@ def build_from_dataset(
             chosen, cache_dir=cache or tempfile.mkdtemp(prefix="edge-fer-flow-"), config=config
         )
         images, labels = features.images, np.array([composite_label(r) for r in chosen])
+    return _checked(images, labels, root, source, preset)
+
+
+def _checked(images: np.ndarray, labels: np.ndarray, root: Path, source: dict, preset: ModelPreset) -> CalibrationSet:
     if len(images) == 0:
         raise DatasetError(f"no calibration samples found in {root}")
     return CalibrationSet(images, labels, {"source": source, "preset": preset.name})

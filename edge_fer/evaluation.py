@@ -86,7 +86,10 @@ def eval_batches(
 
         if preset.family != "htnet":
             raise DatasetError(f"{dataset} is a micro-expression dataset but the model is {preset.family}")
-        flow_records = read_megc2019(root)
+        # 5 folds by subject: with a fold, its ``split`` side; without, every sample.
+        flow_records = read_megc2019(root, fold=fold, split=split if fold is not None else None)
+        if fold is not None:
+            info.update(fold=fold, split=split)
         if subjects:
             flow_records = [r for r in flow_records if r.subject in set(subjects)]
         features = megc2019_features(
@@ -161,8 +164,10 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Metrics (UAR, WAR, UF1, per-class recall, confusion matrix) of a checkpoint.
 
-    DFER datasets: the ``split`` of ``fold``. Micro-expression datasets: every sample, or
-    those of ``subjects`` (labels mapped to the composite classes when the model has them).
+    DFER datasets: the ``split`` of ``fold``. MEGC2019: the ``split`` of one of its 5 subject
+    folds when ``fold`` is given. Micro-expression datasets (and MEGC2019 without a fold):
+    every sample, or those of ``subjects`` (labels mapped to the composite classes when the
+    model has them).
     """
     import torch
 

@@ -87,7 +87,8 @@ def resolve_calibration(spec: str | None, preset: ModelPreset, *, cache_dir: Pat
     """A calibration set from ``--calib SPEC``.
 
     SPEC is a ``.npz`` written by ``python -m calibration``, or ``key=value`` pairs:
-    ``dataset=dfew,root=DIR,fold=1[,samples=128][,seed=0]`` or
+    ``dataset=dfew,root=DIR,fold=1[,samples=128][,seed=0]`` (HTNet: also
+    ``dataset=megc2019,root=HTNET_CLONE,fold=1``, the fold's training subjects) or
     ``videos=a.mp4;b.mp4[,samples=128][,stride=0.25]``.
     A built set is cached in ``cache_dir``.
 

@@ -14,7 +14,7 @@ from realdata import CKPLUS48, MEGC2019, need
 
 from edge_fer.data.ckplus import CKPLUS_CLASSES, read_ckplus, read_ckplus_sequences
 from edge_fer.data.dfer import read_dfer
-from edge_fer.data.megc2019 import MEGC2019_CSV, megc2019_features, read_megc2019
+from edge_fer.data.megc2019 import MEGC2019_CSV, MEGC2019_FOLDS, megc2019_features, read_megc2019
 from edge_fer.data.splits import loso_folds
 from edge_fer.errors import DatasetError
 
@@ -198,3 +198,53 @@ def test_real_megc2019_counts_and_loso_subjects():
     for fold in loso_folds(subjects):
         assert {subjects[i] for i in fold.test} == {fold.name}
         assert fold.name not in {subjects[i] for i in fold.train}
+
+
+def _megc_folds(root: Path) -> list[tuple[list, list]]:
+    return [
+        (read_megc2019(root, fold=k, split="train"), read_megc2019(root, fold=k, split="test"))
+        for k in range(1, MEGC2019_FOLDS + 1)
+    ]
+
+
+def _check_subject_folds(every: list, folds: list[tuple[list, list]]) -> None:
+    """The test sides partition the samples; no subject is on both sides of a fold."""
+    ids = [r.sample_id for r in every]
+    assert sorted(r.sample_id for _, test in folds for r in test) == sorted(ids)
+    for train, test in folds:
+        assert test and sorted(r.sample_id for r in train + test) == sorted(ids)
+        assert not {r.subject for r in train} & {r.subject for r in test}
+        assert [r.sample_id for r in train] == [i for i in ids if i in {r.sample_id for r in train}]  # CSV order
+
+
+def test_megc2019_five_subject_folds(tmp_path):
+    root = megc_layout(tmp_path)
+    folds = _megc_folds(root)
+    _check_subject_folds(read_megc2019(root), folds)
+    assert folds == _megc_folds(root)  # deterministic
+    assert read_megc2019(root, fold=None) == read_megc2019(root)
+
+
+@pytest.mark.parametrize(
+    "fold, split, message",
+    [
+        (0, "test", "pass fold 1..5, got 0"),
+        (6, "train", "pass fold 1..5, got 6"),
+        (1, "val", "split must be train or test"),
+        (1, None, "split must be train or test"),
+        (None, "test", "split 'test' needs a fold"),
+    ],
+)
+def test_megc2019_bad_fold_or_split(tmp_path, fold, split, message):
+    with pytest.raises(DatasetError, match=message):
+        read_megc2019(megc_layout(tmp_path), fold=fold, split=split)
+
+
+def test_real_megc2019_five_subject_folds():
+    root = need(MEGC2019)
+    every = read_megc2019(root)
+    folds = _megc_folds(root)
+    _check_subject_folds(every, folds)
+    assert len(every) == 442 and sum(len(test) for _, test in folds) == 442
+    for _, test in folds:  # stratified by label as far as whole subjects allow
+        assert 88 <= len(test) <= 89 and Counter(r.label for r in test)[0] == 50

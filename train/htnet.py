@@ -2,6 +2,7 @@
 
     python -m train.htnet --dataset casme2 --root CASME2 --loso --preset htnet_light --out runs/htnet
     python -m train.htnet --dataset megc2019 --root HTNet-clone --loso --out runs/megc2019
+    python -m train.htnet --dataset megc2019 --root HTNet-clone --fold 1 --out runs/megc2019-fold1
 
 Reads top to bottom: flags -> records and cached flow features (computed once; megc2019
 reads the HTNet repository's own flow images) -> for each held-out subject: train on the
@@ -13,6 +14,17 @@ Two protocols are reported side by side. "honest": model selection never sees th
 subject (the headline). "official": as the HTNet script does it, each fold keeps the epoch
 with the most correct predictions ON the held-out subject (the last such epoch) - optimistic,
 shown so the published numbers can be read against it.
+
+One held-out model (megc2019, ``--fold K``): the composite's 5 folds by subject
+(``edge_fer.data.megc2019``); best.pt is trained on fold K's training subjects (validation
+carved from them) and metrics.json holds its scores on the held-out test subjects - the
+model to export, calibrate (``--calib dataset=megc2019,root=...,fold=K``) and benchmark
+(``edge-fer bench --eval-dataset megc2019 --fold K``) without touching test people.
+
+Quantization-aware fine-tuning: ``--qat --from RUN`` fine-tunes each fold's model of a LOSO
+run trained with ``--keep-fold-models`` (and RUN/best.pt, the final model) with INT8
+fake-quantizers, on the same training subjects and with the same honest selection. With
+``--fold K`` RUN must be a ``--fold K`` run; its best.pt is fine-tuned on the same subjects.
 
 Labels: the MEGC2019 composite classes (negative, positive, surprise) by default;
 ``--classes native`` keeps the dataset's own emotions (samples of unmapped emotions are
@@ -31,7 +43,7 @@ import numpy as np
 import torch
 
 from edge_fer.cli.args import Parser
-from edge_fer.data.megc2019 import MEGC2019, megc2019_features, read_megc2019
+from edge_fer.data.megc2019 import MEGC2019, MEGC2019_FOLDS, megc2019_features, megc2019_folds, read_megc2019
 from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
 from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
 from edge_fer.data.splits import loso_folds, train_val_split
@@ -79,12 +91,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="leave-one-subject-out evaluation (otherwise: only the "
         "final model, validated on a held-out part of the subjects)",
     )
+    p.add_argument(
+        "--fold",
+        type=int,
+        help=f"megc2019 only, instead of --loso: train on fold K's training subjects (K = 1..{MEGC2019_FOLDS}, "
+        "folds by subject) and report best.pt on its held-out test subjects",
+    )
     p.add_argument("--classes", choices=("composite", "native"), default="composite")
     p.add_argument("--preset", default="htnet_light")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, help="default 100 (2 with --qat)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3; 1e-5 with --qat)")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--val-fraction", type=float, default=0.15, help="of the training subjects' samples")
     p.add_argument("--flow", choices=("farneback", "dis"), default="farneback")
@@ -107,21 +125,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep each LOSO fold's best.pt (for INT8 measured per fold: python -m benchmarks.real)",
     )
+    p.add_argument(
+        "--qat",
+        action="store_true",
+        help="quantization-aware fine-tuning (INT8) of the run in --from, fold by fold with --loso",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_run",
+        type=Path,
+        help="with --qat: the float run folder (its best.pt, and folds/*/best.pt from --keep-fold-models)",
+    )
+    p.add_argument("--calib-samples", type=int, default=128, help="with --qat: samples to initialise quantizers")
+    p.add_argument("--qat-target", choices=("openvino", "tensorrt"), default="openvino")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (finished folds are kept)")
     p.add_argument("--force", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.fold is not None:
+        if args.dataset != MEGC2019:
+            p.error(f"--fold is for --dataset {MEGC2019} (its {MEGC2019_FOLDS} folds by subject), not {args.dataset}")
+        if args.loso:
+            p.error("--fold and --loso are two protocols: give one")
+        if not 1 <= args.fold <= MEGC2019_FOLDS:
+            p.error(f"--fold must be 1..{MEGC2019_FOLDS}, got {args.fold}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ddp = setup_distributed()
+    if args.qat:
+        _check_qat_source(args)
+    epochs = args.epochs or (2 if args.qat else 100)
     config = TrainConfig(
-        epochs=args.epochs,
+        epochs=epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
+        lr=args.lr or (1e-5 if args.qat else 1e-3),
         optimizer="adamw",
         weight_decay=args.weight_decay,
-        warmup_epochs=min(5.0, args.epochs / 10),
+        warmup_epochs=0.0 if args.qat else min(5.0, epochs / 10),
         workers=args.workers,
         threads=args.threads,
         seed=args.seed,
@@ -134,12 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     log = print if ddp.main else (lambda *_: None)
 
     # Records and labels.
-    preset = get_preset(args.preset)
+    preset = _source_preset(args.from_run, args.fold) if args.qat else get_preset(args.preset)
     if preset.family != "htnet":
         raise PresetError(f"preset {args.preset!r} is a {preset.family} preset; train.htnet needs an HTNet preset")
     convention = args.patches or preset.preprocessing.patch_convention or "xy"
     synthetic = (args.root / SYNTHETIC_MARKER).exists()
-    cache_dir = args.cache or args.out / "cache"
+    cache_dir = args.cache or (args.from_run / "cache" if args.qat else args.out / "cache")
     if args.dataset == MEGC2019:
         if args.classes != "composite":
             raise PresetError("megc2019 has the three composite classes only; drop --classes native")
@@ -184,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "synthetic": synthetic,
             "classes": args.classes,
             "samples": len(records),
+            **({"fold": args.fold, "protocol": "subject-5fold"} if args.fold is not None else {}),
         },
         "features": {
             "flow": "HTNet repository images" if args.dataset == MEGC2019 else args.flow,
@@ -191,7 +234,20 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
 
-    def train_on(indices: np.ndarray, run_dir: Path, watch=None) -> dict:
+    def start_model(indices: np.ndarray, source: Path | None) -> tuple[torch.nn.Module, dict]:
+        """A new model, or (QAT) ``source``'s float model with quantizers set on training samples."""
+        if not args.qat:
+            return build_model(preset), meta
+        from calibration.qat import prepare_qat, qat_state
+
+        model, _, _ = load_model(source)
+        picks = np.random.default_rng(config.seed).permutation(indices)[: args.calib_samples]
+        calibration = MicroDataset(features.images[picks], labels[picks], preset.preprocessing, train=False)
+        inputs = np.stack([calibration[i][0].numpy() for i in range(len(calibration))])
+        model = prepare_qat(model, inputs, target=args.qat_target)
+        return model, {**meta, "qat": qat_state(model), "qat_from": str(source), "qat_target": args.qat_target}
+
+    def train_on(indices: np.ndarray, run_dir: Path, watch=None, source: Path | None = None) -> dict:
         train_idx, val_idx = train_val_split(
             labels[indices].tolist(),
             val_fraction=args.val_fraction,
@@ -205,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         val_set = MicroDataset(features.images[val_idx], labels[val_idx], preset.preprocessing, train=False)
         torch.manual_seed(config.seed)
+        model, model_meta = start_model(train_idx, source)
         return fit(
-            build_model(preset),
+            model,
             train_set=train_set,
             val_set=val_set,
             preset=preset,
@@ -215,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir=run_dir,
             loss_fn=torch.nn.CrossEntropyLoss(),
             select="uf1",
-            meta=meta,
+            meta=model_meta,
             resume=args.resume,
             ddp=ddp,
             log=lambda *_: None,
@@ -226,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {
         "data": "synthetic" if synthetic else "real",
         "dataset": args.dataset,
-        "model": "htnet",
+        "model": "htnet" + (f" QAT ({args.qat_target} INT8 fake-quant)" if args.qat else ""),
         "preset": preset.name,
-        "protocol": "loso-honest" if args.loso else "none",
+        "protocol": "loso-honest" if args.loso else "subject-5fold" if args.fold is not None else "none",
     }
     if args.loso:
         pooled: dict[str, list[int]] = {"targets": [], "honest": [], "official": [], "sources": []}
@@ -242,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 loader = torch.utils.data.DataLoader(test_set, batch_size=config.batch_size)
                 official = _OfficialSelection(loader, device, config.amp)
-                train_on(np.array(fold.train), fold_dir, watch=official if ddp.main else None)
+                source = args.from_run / "folds" / _safe(fold.name) / "best.pt" if args.qat else None
+                train_on(np.array(fold.train), fold_dir, watch=official if ddp.main else None, source=source)
                 if ddp.main:
                     model, _, _ = load_model(fold_dir / "best.pt")
                     targets, predictions, _ = predict(model.to(device), loader, device, amp=config.amp)
@@ -282,8 +340,35 @@ def main(argv: list[str] | None = None) -> int:
             if args.dataset in (MEGC2019, "composite"):
                 summary["paper"] = {k: {"uf1": f1, "uar": ar} for k, (f1, ar) in PAPER.items()}
 
+    if args.fold is not None:  # one model: fold K's training subjects; scored on its test subjects
+        split = megc2019_folds(records)[args.fold - 1]
+        train, test = np.array(split.train), list(split.test)
+        best_val = train_on(train, args.out, source=args.from_run / "best.pt" if args.qat else None)
+        if not ddp.main:
+            return 0
+        test_set = MicroDataset(features.images[test], labels[test], preset.preprocessing, train=False)
+        loader = torch.utils.data.DataLoader(test_set, batch_size=config.batch_size)
+        model, _, _ = load_model(args.out / "best.pt")
+        targets, predictions, _ = predict(model.to(device), loader, device, amp=config.amp)
+        targets, predictions = targets.tolist(), predictions.tolist()
+        summary.update(classification_report(targets, predictions, classes))
+        summary.update(
+            split="test",
+            fold=args.fold,
+            folds=MEGC2019_FOLDS,
+            test_subjects=sorted({subjects[i] for i in test}),
+            train_subjects=sorted({subjects[i] for i in train}),
+            train_samples=len(train),
+            sources=_per_source(targets, predictions, [sources[i] for i in test], classes),
+            final_model_val={k: best_val.get(k) for k in ("uf1", "uar", "war")},
+        )
+        title = f"htnet {preset.name}, {args.dataset} fold {args.fold}/{MEGC2019_FOLDS} test"
+        write_metrics(args.out, summary, title=title + (" (SYNTHETIC data)" if synthetic else ""))
+        log(json.dumps({k: summary.get(k) for k in ("data", "dataset", "protocol", "fold", "samples", "uf1", "uar")}))
+        return 0
+
     # The model to deploy: trained on every subject (validation carved from them).
-    best_val = train_on(np.arange(len(records)), args.out)
+    best_val = train_on(np.arange(len(records)), args.out, source=args.from_run / "best.pt" if args.qat else None)
     if not ddp.main:
         return 0
     summary["final_model_val"] = {k: best_val.get(k) for k in ("uf1", "uar", "war")}
@@ -295,6 +380,33 @@ def main(argv: list[str] | None = None) -> int:
     write_metrics(args.out, summary, title=title)
     log(json.dumps({k: summary.get(k) for k in ("data", "dataset", "protocol", "uf1", "uar")}))
     return 0
+
+
+def _check_qat_source(args: argparse.Namespace) -> None:
+    """--qat needs the float run: its final model, and with --loso every fold's model."""
+    if args.from_run is None:
+        raise PresetError("--qat fine-tunes a trained HTNet run: give its folder with --from RUN")
+    if not (args.from_run / "best.pt").is_file():
+        raise PresetError(f"{args.from_run / 'best.pt'} is absent: --from must be a finished train.htnet run folder")
+    if args.loso and not any((args.from_run / "folds").glob("*/best.pt")):
+        raise PresetError(
+            f"{args.from_run} kept no fold models: train it with --loso --keep-fold-models to fine-tune fold by fold"
+        )
+
+
+def _source_preset(run: Path, fold: int | None = None):
+    """The preset of the float run that QAT fine-tunes (not --preset); with ``fold``, the run
+    must have been trained on that fold's training subjects (else its test subjects leak in)."""
+    _, preset, payload = load_model(run / "best.pt")
+    if payload["model_kind"] != "htnet" or payload.get("qat"):
+        raise PresetError(f"{run / 'best.pt'} is not a float HTNet checkpoint")
+    trained_on = (payload.get("dataset") or {}).get("fold")
+    if fold is not None and trained_on != fold:
+        raise PresetError(
+            f"{run / 'best.pt'} was trained on {'fold ' + str(trained_on) if trained_on else 'every subject'}, "
+            f"not on fold {fold}'s training subjects: --qat --fold {fold} needs a run trained with --fold {fold}"
+        )
+    return preset
 
 
 class _OfficialSelection:

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--run", type=Path, help="benchmark every full-model artifact (and best.pt) under this folder")
     parser.add_argument("--eval-dataset", help="dataset for accuracy (dfew, casme2, ...); none: latency only")
     parser.add_argument("--root", type=Path, help="the eval dataset's folder")
-    parser.add_argument("--fold", type=int, help="fold of the eval dataset (DFER)")
+    parser.add_argument("--fold", type=int, help="fold of the eval dataset (DFER; megc2019: 1..5)")
     parser.add_argument("--split", default="test", help="split of the eval dataset (default test)")
     parser.add_argument("--backends", default="openvino,onnxruntime,tensorrt,torch", help="comma-separated")
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")

@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dataset", required=True, help="dfew, afew, ferv39k, mafw, casme2, samm, smic, casme3a, composite"
     )
     parser.add_argument("--root", required=True, type=Path)
-    parser.add_argument("--fold", type=int, default=None, help="DFER test fold (DFEW/MAFW)")
-    parser.add_argument("--split", default="test", help="DFER split to evaluate (default test)")
+    parser.add_argument("--fold", type=int, default=None, help="DFER (DFEW/MAFW) or megc2019 (1..5) fold")
+    parser.add_argument("--split", default="test", help="split of --fold to evaluate (default test)")
     parser.add_argument("--subjects", nargs="*", help="micro-expressions: only these subjects (default all)")
     parser.add_argument("--cache", type=Path, help="micro-expressions: flow feature cache folder")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -14,6 +14,11 @@ Layout (github.com/wangzhifengharrison/HTNet; a clone of it reads as is):
 
 Subjects are kept as the CSV writes them ("sub01", "s1", "006"): the three source datasets
 name them differently, so they never collide in leave-one-subject-out.
+
+Besides leave-one-subject-out, the composite splits into 5 folds by subject (as CK+ into
+10): no person on both sides, classes stratified as far as whole subjects allow (seed 0).
+One model trained on a fold's training subjects can then be exported, calibrated on them
+and benchmarked on the held-out fifth: ``read_megc2019(root, fold=1, split="test")``.
 """
 
 from __future__ import annotations
@@ -30,17 +35,28 @@ import cv2
 import numpy as np
 
 from edge_fer.data.micro_features import MicroFeatures
+from edge_fer.data.splits import Fold, kfold
 from edge_fer.errors import DatasetError
 from edge_fer.fileio import atomic_output
 from edge_fer.micro_input import OFFICIAL_FALLBACK_LANDMARKS_28, four_patch_image, landmarks_to_grid
 
-__all__ = ["MEGC2019", "MEGC2019_CSV", "MEGC2019_SOURCES", "FlowRecord", "read_megc2019", "megc2019_features"]
+__all__ = [
+    "MEGC2019",
+    "MEGC2019_CSV",
+    "MEGC2019_FOLDS",
+    "MEGC2019_SOURCES",
+    "FlowRecord",
+    "read_megc2019",
+    "megc2019_folds",
+    "megc2019_features",
+]
 
 PathLike = str | os.PathLike
 
 MEGC2019 = "megc2019"  # the dataset name on the command lines
 MEGC2019_CSV = "combined_3_class2_for_optical_flow.csv"
 MEGC2019_SOURCES = ("casme2", "smic", "samm")
+MEGC2019_FOLDS = 5  # subject-grouped folds (seed 0) for one held-out model
 FLOW_DIR = Path("datasets/STSNet_whole_norm_u_v_os")
 LOSO_DIR = Path("datasets/three_norm_u_v_os")
 FACE_DIR = Path("datasets/combined_datasets_whole")
@@ -81,14 +97,42 @@ def _flow_path(root: Path, subject: str, name: str, label: int, where: str) -> P
     return path
 
 
-def read_megc2019(root: PathLike) -> list[FlowRecord]:
-    """Every sample of the composite, in CSV order.
+def megc2019_folds(records: Sequence[FlowRecord], *, seed: int = 0) -> list[Fold]:
+    """The 5 subject-grouped folds of ``records`` (indices into it), stratified by label."""
+    return kfold([r.label for r in records], MEGC2019_FOLDS, seed=seed, groups=[r.subject for r in records])
+
+
+def read_megc2019(root: PathLike, fold: int | None = None, split: str | None = None) -> list[FlowRecord]:
+    """Every sample of the composite in CSV order, or one side of one subject fold.
+
+    Args:
+        root: the HTNet repository clone (or a folder in its layout).
+        fold: 1..5 (``MEGC2019_FOLDS``): keep one side of that fold only; None: every sample.
+        split: with ``fold``, "train" (the other four fifths of the subjects) or "test".
 
     Raises:
-        DatasetError: no CSV, a missing column, a malformed row or a missing image (the
-            message names the file and the CSV line).
+        DatasetError: a fold outside 1..5, a split other than train/test (or one without a
+            fold, or a fold without one); no CSV, a missing column, a malformed row or a
+            missing image (the message names the file and the CSV line).
     """
-    root = Path(root)
+    if fold is None:
+        if split is not None:
+            raise DatasetError(f"MEGC2019: split {split!r} needs a fold (1..{MEGC2019_FOLDS})")
+    else:
+        if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= MEGC2019_FOLDS:
+            raise DatasetError(
+                f"MEGC2019: folds are {MEGC2019_FOLDS} groups of subjects; pass fold 1..{MEGC2019_FOLDS}, got {fold!r}"
+            )
+        if split not in ("train", "test"):
+            raise DatasetError(f"MEGC2019: split must be train or test with fold {fold}, got {split!r}")
+    records = _read_all(Path(root))
+    if fold is None:
+        return records
+    chosen = set(megc2019_folds(records)[fold - 1].test)
+    return [r for i, r in enumerate(records) if (i in chosen) == (split == "test")]
+
+
+def _read_all(root: Path) -> list[FlowRecord]:
     table = root / MEGC2019_CSV
     if not table.is_file():
         raise DatasetError(f"{root}: no {MEGC2019_CSV}; expected the HTNet repository's layout (a clone of it)")
