@@ -8,10 +8,12 @@ MEGC2019 inputs (442 micro-expressions, 68 subjects) and CK+48 (327 posed sequen
 people). Weights trained here stay in ``--out``: they are never shipped.
 
 1. MEGC2019: ``train.htnet`` leave-one-subject-out, ``htnet_light``; both protocols (honest
-   selection, and the official script's best-epoch-on-the-test-subject).
-2. CK+: ``train.stt`` 10 folds by subject: STT, the single-frame baseline, and STT
-   quantization-aware fine-tuning (OpenVINO INT8 grid) from each fold's model; the
-   single-frame baseline on the CK+48 repository's leaky frame split, for its 94.04 %.
+   selection, and the official script's best-epoch-on-the-test-subject); then QAT (OpenVINO
+   INT8 grid) of each fold's model, same subjects, same honest selection.
+2. CK+: ``train.stt`` 10 folds by subject: the single-frame baseline, STT started from that
+   fold's single-frame trunk (two-stage), STT quantization-aware fine-tuning (OpenVINO INT8
+   grid) from each fold's STT, STT from scratch (the ablation); the single-frame baseline on
+   the CK+48 repository's leaky frame split, for its 94.04 %.
 3. INT8 per fold, pooled over folds: OpenVINO post-training INT8 calibrated on the fold's
    training data, the TensorRT-ready signed Q/DQ ONNX run by ONNX Runtime, and (STT) the QAT
    model in OpenVINO - each against the FP32 model of the same fold.
@@ -44,37 +46,45 @@ CKPLUS_FOLDS = range(1, 11)
 def _training_jobs(args) -> list[list[list[str]]]:
     """Queues of commands; queues run side by side (``--jobs``), commands in a queue in order."""
     out, threads = args.out, ["--threads", str(args.threads)]
-    megc = [
-        "train.htnet",
-        "--dataset",
-        "megc2019",
-        "--root",
-        str(args.root / "htnet-megc2019"),
-        "--loso",
-        "--preset",
-        "htnet_light",
-        "--epochs",
-        str(args.htnet_epochs),
-        "--keep-fold-models",
-        "--out",
-        str(out / "megc2019" / "htnet_light"),
-        *threads,
-    ]
+    megc_root = ["--dataset", "megc2019", "--root", str(args.root / "htnet-megc2019")]
+
+    def htnet(name: str, *flags: str) -> list[str]:
+        return ["train.htnet", *megc_root, *flags, "--out", str(out / "megc2019" / name), *threads]
+
+    def qat_of(name: str) -> list[str]:
+        return ["--qat", "--from", str(out / "megc2019" / name), "--epochs", str(args.htnet_qat_epochs)]
+
+    float_htnet = ["--preset", "htnet_light", "--epochs", str(args.htnet_epochs)]
+    loso = ["--loso", "--keep-fold-models"]
+    megc = htnet("htnet_light", *loso, *float_htnet)
+    megc_qat = htnet("htnet_light_qat", *loso, *qat_of("htnet_light"))
+    # One model on 4/5 of the MEGC2019 subjects (5 folds by subject), for edge-fer bench on the other fifth.
+    megc_fold = htnet("htnet_light_fold1", "--fold", "1", *float_htnet)
+    megc_fold_qat = htnet("htnet_light_fold1_qat", "--fold", "1", *qat_of("htnet_light_fold1"))
     ck = ["--dataset", "ckplus", "--root", str(args.root / "ckplus48"), *threads]
 
     def fold_run(fold: int, name: str, *flags: str) -> list[str]:
         return ["train.stt", *ck, "--fold", str(fold), *flags, "--out", str(out / "ckplus" / name / f"fold{fold}")]
 
     frame = ["--single-frame", "--epochs", str(args.frame_epochs), "--lr", "2e-3"]
-    stt = [fold_run(k, "stt", "--epochs", str(args.stt_epochs), "--lr", "2e-3") for k in CKPLUS_FOLDS]
-    qat = [
-        fold_run(k, "stt_qat", "--qat", "--from", str(out / "ckplus" / "stt" / f"fold{k}" / "best.pt"),
-                 "--epochs", str(args.qat_epochs))
-        for k in CKPLUS_FOLDS
-    ]  # fmt: skip
-    frames = [fold_run(k, "frame", *frame) for k in CKPLUS_FOLDS]
+    stt = ["--epochs", str(args.stt_epochs), "--lr", "2e-3"]
+
+    def chain(fold: int) -> list[list[str]]:
+        """One fold's chain: single-frame baseline -> STT starting from its trunk (two-stage, as
+        the paper's STT starts from a face-trained ResNet-18) -> QAT of that STT."""
+        frame_model = out / "ckplus" / "frame" / f"fold{fold}" / "best.pt"
+        stt_model = out / "ckplus" / "stt" / f"fold{fold}" / "best.pt"
+        return [
+            fold_run(fold, "frame", *frame),
+            fold_run(fold, "stt", *stt, "--pretrained", str(frame_model)),
+            fold_run(fold, "stt_qat", "--qat", "--from", str(stt_model), "--epochs", str(args.qat_epochs)),
+        ]
+
     leaky = [fold_run(k, "frame_leaky", "--protocol", "leaky", *frame) for k in CKPLUS_FOLDS]
-    return [[megc, *leaky], stt + qat + frames]
+    scratch = [fold_run(k, "stt_scratch", *stt) for k in CKPLUS_FOLDS]  # the ablation: no two-stage start
+    odd = [command for k in CKPLUS_FOLDS if k % 2 for command in chain(k)]
+    even = [command for k in CKPLUS_FOLDS if not k % 2 for command in chain(k)]
+    return [[megc, megc_qat, *leaky], odd, even, [megc_fold, megc_fold_qat, *scratch]]
 
 
 def _out_dir(command: list[str]) -> Path:
@@ -111,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--htnet-epochs", type=int, default=40)
     parser.add_argument("--stt-epochs", type=int, default=20)
     parser.add_argument("--frame-epochs", type=int, default=20)
-    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--qat-epochs", type=int, default=1, help="STT quantization-aware fine-tuning")
+    parser.add_argument("--htnet-qat-epochs", type=int, default=3)
     parser.add_argument("--train-only", action="store_true", help="stop after training (INT8 and report later)")
     args = parser.parse_args(argv)
     for name in ("ckplus48", "htnet-megc2019"):
@@ -137,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     timings["int8_s"] = timings.get("int8_s", 0.0) + time.perf_counter() - started
     _save_timings(args.out, timings)
     started = time.perf_counter()
-    _bench_ckplus(args.out, args.root, log=args.out / "bench.log")
+    runs = args.out
+    _bench(runs, "ckplus", checkpoint=runs / "ckplus" / "stt" / "fold1" / "best.pt",
+           qat=runs / "ckplus" / "stt_qat" / "fold1" / "best.pt", dataset="ckplus", root=args.root / "ckplus48",
+           log=runs / "bench.log")  # fmt: skip
+    _bench(runs, "megc2019", checkpoint=runs / "megc2019" / "htnet_light_fold1" / "best.pt",
+           qat=runs / "megc2019" / "htnet_light_fold1_qat" / "best.pt", dataset="megc2019",
+           root=args.root / "htnet-megc2019", log=runs / "bench.log")  # fmt: skip
     timings["bench_s"] = timings.get("bench_s", 0.0) + time.perf_counter() - started
     _save_timings(args.out, timings)
     write_report(args.out, timings)
@@ -145,28 +162,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _bench_ckplus(out: Path, root: Path, *, log: Path) -> None:
-    """``edge-fer bench`` on real faces: CK+ fold 1's exports (FP32 ONNX, OpenVINO FP32, INT8
-    post-training calibrated on fold 1's training people, the accuracy-controlled INT8 (UAR on
-    training people, at most 1 point lost), INT8 QAT, the TensorRT Q/DQ ONNX), accuracy on
-    fold 1's held-out people and latency on this CPU, with the Pareto plot."""
-    if (out / "bench" / "results.json").exists():
-        return
-    print("benchmarks.real: edge-fer bench on CK+ fold 1", flush=True)
-    data = ["--eval-dataset", "ckplus", "--eval-root", str(root / "ckplus48"), "--eval-fold", "1"]
-    best, qat = out / "ckplus" / "stt" / "fold1" / "best.pt", out / "ckplus" / "stt_qat" / "fold1" / "best.pt"
-    calib = f"dataset=ckplus,root={root / 'ckplus48'},fold=1,samples=64"
-    models = out / "bench_models"
+def _bench(out: Path, name: str, *, checkpoint: Path, qat: Path, dataset: str, root: Path, log: Path) -> Path:
+    """``edge-fer bench`` on real data: one held-out fold's exports (FP32 ONNX, OpenVINO FP32,
+    INT8 post-training calibrated on that fold's training people, the accuracy-controlled INT8
+    (metric on training people, at most 1 point lost), INT8 QAT, the TensorRT Q/DQ ONNX),
+    accuracy on the fold's held-out people and latency on this CPU, with the Pareto plot."""
+    results = out / "bench" / name
+    if (results / "results.json").exists():
+        return results
+    print(f"benchmarks.real: edge-fer bench on {name}", flush=True)
+    data = ["--eval-dataset", dataset, "--eval-root", str(root), "--eval-fold", "1"]
+    calib = f"dataset={dataset},root={root},fold=1,samples=64"
+    models = out / "bench_models" / name
     exports = [
-        ["export.onnx", "--checkpoint", str(best), "--out", str(models / "fp32" / "model.onnx"), *data],
-        ["export.openvino", "--checkpoint", str(best), "--precision", "fp32", "--out", str(models / "ov_fp32"), *data],
-        ["export.openvino", "--checkpoint", str(best), "--precision", "int8", "--calib", calib,
+        ["export.onnx", "--checkpoint", str(checkpoint), "--out", str(models / "fp32" / "model.onnx"), *data],
+        ["export.openvino", "--checkpoint", str(checkpoint), "--precision", "fp32", "--out", str(models / "ov_fp32"),
+         *data],
+        ["export.openvino", "--checkpoint", str(checkpoint), "--precision", "int8", "--calib", calib,
          "--out", str(models / "ov_int8_ptq"), *data],
-        ["export.openvino", "--checkpoint", str(best), "--precision", "int8", "--calib", calib, "--max-drop", "0.01",
-         "--val", calib.replace("samples=64", "samples=128,seed=1"), "--out", str(models / "ov_int8_ac"), *data],
+        ["export.openvino", "--checkpoint", str(checkpoint), "--precision", "int8", "--calib", calib, "--max-drop",
+         "0.01", "--val", calib.replace("samples=64", "samples=128,seed=1"), "--out", str(models / "ov_int8_ac"),
+         *data],
         ["export.openvino", "--checkpoint", str(qat), "--precision", "int8", "--qat",
          "--out", str(models / "ov_int8_qat"), *data],
-        ["export.trt", "--checkpoint", str(best), "--precision", "int8", "--calib", calib,
+        ["export.trt", "--checkpoint", str(checkpoint), "--precision", "int8", "--calib", calib,
          "--out", str(models / "trt_int8_ptq" / "model.engine")],
     ]  # fmt: skip
     with open(log, "a") as handle:
@@ -186,21 +205,13 @@ def _bench_ckplus(out: Path, root: Path, *, log: Path) -> None:
             models / "ov_int8_qat" / "model.xml",
             *sorted((models / "trt_int8_ptq").glob("*.onnx")),
         ]
-        bench = ["edge_fer", "bench", "--artifacts", *map(str, artifacts), "--eval-dataset", "ckplus"]
-        bench += [
-            "--root",
-            str(root / "ckplus48"),
-            "--fold",
-            "1",
-            "--out",
-            str(out / "bench"),
-            "--force",
-            "--no-progress",
-        ]
+        bench = ["edge_fer", "bench", "--artifacts", *map(str, artifacts), "--eval-dataset", dataset]
+        bench += ["--root", str(root), "--fold", "1", "--out", str(results), "--force", "--no-progress"]
         handle.write(f"+ python -m {' '.join(bench)}\n")
         handle.flush()
         if subprocess.run([sys.executable, "-m", *bench], stdout=handle, stderr=subprocess.STDOUT).returncode:
             raise SystemExit(f"benchmarks.real: edge-fer bench failed; see {log}")
+    return results
 
 
 def _load_timings(out: Path) -> dict:

@@ -32,7 +32,7 @@ from edge_fer.cli.args import Parser
 from edge_fer.errors import ArtifactError
 from edge_fer.fileio import check_writable
 
-__all__ = ["main", "convert_part", "post_training_int8"]
+__all__ = ["main", "convert_part", "post_training_int8", "accuracy_controlled_int8"]
 
 
 def convert_part(exportable, part: str):
@@ -80,42 +80,29 @@ def _save(model, path: Path, *, compress_to_fp16: bool) -> None:
         staged.replace(path)
 
 
-def _accuracy_controlled(ov_model, exportable, calibration, val, max_drop: float):
-    """NNCF accuracy-controlled INT8: layers go back to float until ``val`` drops <= max_drop.
+def accuracy_controlled_int8(ov_model, calibration: list[np.ndarray], items: list, score, max_drop: float):
+    """NNCF accuracy-controlled INT8: layers go back to float until ``score`` on ``items``
+    ((input, target) pairs) drops by at most ``max_drop``.
 
-    A labelled ``val`` (from a dataset) is scored by UAR; an unlabelled one (face clips from
-    videos) by top-1 agreement with the float model - the quantity a deployment cares about.
+    ``score(targets, predictions) -> float`` (higher is better). Returns the quantized model
+    and the float and INT8 scores measured here: when NNCF cannot reach the target it still
+    returns a model (seen: one far worse than plain PTQ), so the caller checks.
     """
     import nncf
     import openvino as ov
 
-    from edge_fer.data.sampling import to_model_input
-    from edge_fer.metrics import classification_report
-
     core = ov.Core()
-    inputs = to_model_input(val.images, exportable.preset.preprocessing)
-    labelled = bool(np.all(val.labels >= 0))
-    if labelled:
-        targets = val.labels
-    else:
-        reference = core.compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        targets = np.array([int(np.argmax(reference(inputs[i : i + 1])[0])) for i in range(len(inputs))])
-    classes = exportable.preset.classes
 
-    def validate(model, items) -> float:
+    def validate(model, pairs) -> float:
         # NNCF passes a compiled model (an ov.Model in some versions)
         compiled = (
             model
             if isinstance(model, ov.CompiledModel)
             else core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         )
-        predictions = [int(np.argmax(compiled(x)[0])) for x, _ in items]
-        truth = [int(y) for _, y in items]
-        if labelled:
-            return classification_report(truth, predictions, classes)["uar"]
-        return float(np.mean(np.array(predictions) == np.array(truth)))
+        predictions = [int(np.argmax(compiled(x)[0])) for x, _ in pairs]
+        return score([int(y) for _, y in pairs], predictions)
 
-    items = [(inputs[i : i + 1], targets[i]) for i in range(len(inputs))]
     quantized = nncf.quantize_with_accuracy_control(
         ov_model,
         nncf.Dataset(calibration),
@@ -125,9 +112,36 @@ def _accuracy_controlled(ov_model, exportable, calibration, val, max_drop: float
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(calibration),
     )
-    # Check the result ourselves: when NNCF cannot reach the target it still returns a model
-    # (seen here: one far worse than plain PTQ). Such a model is never written.
-    before, after = validate(ov_model, items), validate(quantized, items)
+    return quantized, validate(ov_model, items), validate(quantized, items)
+
+
+def _accuracy_controlled(ov_model, exportable, calibration, val, max_drop: float):
+    """Accuracy-controlled INT8 for the exporter, written only when it reaches its target.
+
+    A labelled ``val`` (from a dataset) is scored by UAR; an unlabelled one (face clips from
+    videos) by top-1 agreement with the float model - the quantity a deployment cares about.
+    """
+    import openvino as ov
+
+    from edge_fer.data.sampling import to_model_input
+    from edge_fer.metrics import classification_report
+
+    inputs = to_model_input(val.images, exportable.preset.preprocessing)
+    labelled = bool(np.all(val.labels >= 0))
+    if labelled:
+        targets = val.labels
+    else:
+        reference = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        targets = np.array([int(np.argmax(reference(inputs[i : i + 1])[0])) for i in range(len(inputs))])
+    classes = exportable.preset.classes
+
+    def score(truth: list[int], predictions: list[int]) -> float:
+        if labelled:
+            return classification_report(truth, predictions, classes)["uar"]
+        return float(np.mean(np.array(predictions) == np.array(truth)))
+
+    items = [(inputs[i : i + 1], targets[i]) for i in range(len(inputs))]
+    quantized, before, after = accuracy_controlled_int8(ov_model, calibration, items, score, max_drop)
     metric = "uar" if labelled else "top-1 agreement with fp32"
     if before - after > max_drop + 1e-9:
         raise ArtifactError(

@@ -67,11 +67,25 @@ def test_real_report_pools_folds_and_measures_drops_against_fp32(tmp_path):
     folder = tmp_path / "int8" / "ckplus"
     folder.mkdir(parents=True)
     # two folds, 4 + 2 samples; the INT8 engine gets one of the six wrong that FP32 got right
+    # "int8 qat" exists in fold 1 only (a QAT run not finished): never pooled over fewer samples
+    control = {"val_samples": 30, "float": 0.8, "int8": 0.8, "reached": True, "metric": "uar"}
     (folder / "fold1.json").write_text(
-        json.dumps({"targets": [0, 1, 2, 3], "predictions": {"fp32 torch": [0, 1, 2, 3], "int8 x": [0, 1, 2, 0]}})
+        json.dumps(
+            {
+                "targets": [0, 1, 2, 3],
+                "predictions": {"fp32 torch": [0, 1, 2, 3], "int8 x": [0, 1, 2, 0], "int8 qat": [0, 1, 2, 3]},
+                "accuracy_control": control,
+            }
+        )
     )
     (folder / "fold2.json").write_text(
-        json.dumps({"targets": [4, 5], "predictions": {"fp32 torch": [4, 4], "int8 x": [4, 4]}})
+        json.dumps(
+            {
+                "targets": [4, 5],
+                "predictions": {"fp32 torch": [4, 4], "int8 x": [4, 4]},
+                "accuracy_control": {**control, "val_samples": 34, "int8": 0.7, "reached": False},
+            }
+        )
     )
     write_report(tmp_path, {"train_s": 60.0, "int8_s": 30.0})
     report = json.loads((tmp_path / "report.json").read_text())
@@ -80,4 +94,35 @@ def test_real_report_pools_folds_and_measures_drops_against_fp32(tmp_path):
     assert rows["fp32 torch"]["war"] == pytest.approx(5 / 6) and rows["int8 x"]["war"] == pytest.approx(4 / 6)
     assert rows["int8 x"]["drop_points"]["war"] == pytest.approx(100 / 6)
     assert rows["int8 x"]["top1_agreement_with_fp32"] == pytest.approx(5 / 6)
-    assert "| int8 x | 0.6667 (-16.7)" in (tmp_path / "report.md").read_text()
+    assert "int8 qat" not in rows
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| int8 x | 0.6667 (-16.7)" in markdown
+    assert "30-34 samples" in markdown and "reached in 1 of 2 folds" in markdown
+
+
+@pytest.mark.slow
+def test_htnet_qat_fine_tunes_every_loso_fold_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_FER_QAT_KERNELS", "torch")  # nothing compiled
+    root = megc_layout(tmp_path / "megc")
+    common = ["--dataset", "megc2019", "--root", str(root), "--loso", "--epochs", "1", "--threads", "1"]
+    missing = subprocess.run(
+        [sys.executable, "-m", "train.htnet", *common, "--qat", "--from", str(tmp_path / "none"), "--out",
+         str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT
+    )  # fmt: skip
+    assert missing.returncode != 0 and "best.pt is absent" in missing.stderr and "Traceback" not in missing.stderr
+    _run("train.htnet", *common, "--out", str(tmp_path / "float"))  # fold models not kept
+    refused = subprocess.run(
+        [sys.executable, "-m", "train.htnet", *common, "--qat", "--from", str(tmp_path / "float"), "--out",
+         str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT
+    )  # fmt: skip
+    assert refused.returncode != 0 and "--keep-fold-models" in refused.stderr
+    _run("train.htnet", *common, "--keep-fold-models", "--out", str(tmp_path / "float"), "--force")
+    _run("train.htnet", *common, "--qat", "--from", str(tmp_path / "float"), "--calib-samples", "4",
+         "--keep-fold-models", "--out", str(tmp_path / "qat"))  # fmt: skip
+    metrics = json.loads((tmp_path / "qat" / "metrics.json").read_text())
+    assert metrics["model"].startswith("htnet QAT") and metrics["folds"] == len(MEGC_ROWS)
+    from edge_fer.models.checkpoint import read_checkpoint
+
+    for fold in sorted((tmp_path / "qat" / "folds").iterdir()):
+        payload = read_checkpoint(fold / "best.pt")
+        assert payload["qat"] and payload["qat_from"] == str(tmp_path / "float" / "folds" / fold.name / "best.pt")
