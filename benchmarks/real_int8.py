@@ -112,9 +112,12 @@ def _megc2019(out: Path, root: Path) -> None:
     _, preset, _ = load_model(run / "folds" / _safe(folds[0].name) / "best.pt")
     features = megc2019_features(records, convention=preset.preprocessing.patch_convention, cache_dir=run / "cache")
     inputs = to_model_input(features.images, preset.preprocessing)
+    # While the QAT run is still going (started alongside), measure only the folds it finished.
+    qat_running = qat_run.exists() and not (qat_run / "metrics.json").exists()
     for fold in folds:
         target = out / "int8" / "megc2019" / f"{_safe(fold.name)}.json"
-        if target.exists():
+        qat_done = (qat_run / "folds" / _safe(fold.name) / "predictions.json").exists()
+        if target.exists() or (qat_running and not qat_done):
             continue
         train, test = np.array(fold.train), np.array(fold.test)
         # train.htnet's own split of the training subjects: calibration from the part it trained
