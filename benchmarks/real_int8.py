@@ -314,7 +314,8 @@ def write_report(out: Path, timings: dict) -> None:
         "",
         f"Machine: {report['machine']['cpu']}; training {timings.get('train_s', 0) / 60:.0f} min "
         f"(two 1-thread jobs side by side), INT8 per fold {timings.get('int8_s', 0) / 60:.0f} min, bench "
-        f"{timings.get('bench_s', 0) / 60:.0f} min. Weights trained on "
+        f"{timings.get('bench_s', 0) / 60:.0f} min (wall time of each stage, summed over the runs that built this "
+        "folder: an interrupted or extended run counts each part once more). Weights trained on "
         "these sets stay in the run folder: they are never shipped.",
         "",
     ]
