@@ -96,10 +96,24 @@ def _save(path: Path, payload: dict) -> None:
         tmp.write_text(json.dumps(payload))
 
 
+def _training_split(checkpoint: Path, labels: list[int], groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The (fit, validation) split of a fold's training data that its training run made, as
+    recorded in its checkpoint; runs from before that record made it with the trainer's
+    default fraction and its seed."""
+    from edge_fer.data.splits import train_val_split
+    from edge_fer.models.checkpoint import read_checkpoint
+    from train import htnet, stt
+
+    payload = read_checkpoint(checkpoint)
+    default = htnet.VAL_FRACTION if payload["model_kind"] == "htnet" else stt.VAL_FRACTION
+    recorded = payload.get("validation") or {"fraction": default, "seed": payload["train_config"]["seed"]}
+    return train_val_split(labels, val_fraction=recorded["fraction"], seed=recorded["seed"], groups=groups)
+
+
 def _megc2019(out: Path, root: Path) -> None:
     from edge_fer.data.megc2019 import megc2019_features, read_megc2019
     from edge_fer.data.sampling import to_model_input
-    from edge_fer.data.splits import loso_folds, train_val_split
+    from edge_fer.data.splits import loso_folds
     from edge_fer.metrics import classification_report
     from edge_fer.models.checkpoint import load_model
     from edge_fer.presets import MICRO_CLASSES
@@ -122,8 +136,8 @@ def _megc2019(out: Path, root: Path) -> None:
         train, test = np.array(fold.train), np.array(fold.test)
         # train.htnet's own split of the training subjects: calibration from the part it trained
         # on, accuracy control on the part it set aside for model selection.
-        fit_part, val_part = train_val_split(
-            labels[train].tolist(), val_fraction=0.15, seed=0, groups=[subjects[i] for i in train]
+        fit_part, val_part = _training_split(
+            run / "folds" / _safe(fold.name) / "best.pt", labels[train].tolist(), [subjects[i] for i in train]
         )
         fit_part, val_part = train[fit_part], train[val_part]
         calib = inputs[fit_part[_calibration_indices(labels[fit_part], CALIB_SAMPLES)]]
@@ -151,7 +165,6 @@ def _megc2019(out: Path, root: Path) -> None:
 def _ckplus(out: Path, root: Path) -> None:
     from edge_fer.data.ckplus import CKPLUS_CLASSES
     from edge_fer.data.dfer import read_dfer
-    from edge_fer.data.splits import train_val_split
     from edge_fer.data.torch_dataset import ClipDataset
     from edge_fer.metrics import classification_report
     from edge_fer.models.checkpoint import load_model
@@ -166,9 +179,7 @@ def _ckplus(out: Path, root: Path) -> None:
         train = read_dfer("ckplus", root / "ckplus48", fold=fold, split="train")
         test = read_dfer("ckplus", root / "ckplus48", fold=fold, split="test")
         # train.stt's own split of the training people (validation: whole people, 10 %).
-        fit_part, val_part = train_val_split(
-            [r.label for r in train], val_fraction=0.1, seed=0, groups=[r.subject for r in train]
-        )
+        fit_part, val_part = _training_split(checkpoint, [r.label for r in train], [r.subject for r in train])
         fit_records, val_records = [train[i] for i in fit_part], [train[i] for i in val_part]
         picks = _calibration_indices(np.array([r.label for r in fit_records]), 64)
         inputs = {

@@ -5,6 +5,7 @@ same samples, and INT8 calibration reads the fold's training subjects only."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,58 @@ def test_calibration_reads_the_fold_training_subjects(tmp_path):
         build_from_dataset(preset, dataset="dfew", root=root)
     with pytest.raises(DatasetError, match="pass fold 1..5"):
         build_from_dataset(preset, dataset="megc2019", root=root, fold=7)
+
+
+def test_gpu_script_shards_loso_folds_then_pools_them(tmp_path):
+    """scripts/gpu_htnet_official.sh on the CPU (its flags overridden for a dry run): two
+    shards train disjoint folds side by side in one folder, the pooling pass trains none
+    again and reports every subject; each fold model records its validation split, which
+    benchmarks.real_int8 then reproduces."""
+    root, out = megc_layout(tmp_path / "megc"), tmp_path / "run"
+    extra = ["--preset", "htnet_light", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
+    extra += ["--val-fraction", "0.3", "--keep-fold-models"]
+    result = subprocess.run(
+        ["bash", "scripts/gpu_htnet_official.sh", str(root), str(out), "2", *extra],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, env={**os.environ, "PYTHON": sys.executable},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
+    records = read_megc2019(root)
+    subjects = sorted({r.subject for r in records})
+    logs = [(out / f"shard{k}.log").read_text() for k in (1, 2)]
+    assert all("folds done" in log for log in logs)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["folds"] == len(subjects) and metrics["samples"] == len(records)
+    assert metrics["protocol"] == "loso-honest" and set(metrics["protocols"]) == {"honest", "official"}
+    folds = sorted((out / "folds").iterdir())
+    assert len(folds) == len(subjects) and not list((out / "folds").glob("*/last.pt"))
+
+    import numpy as np
+
+    from benchmarks.real_int8 import _training_split
+    from edge_fer.data.splits import loso_folds, train_val_split
+    from edge_fer.models.checkpoint import read_checkpoint
+
+    fold = loso_folds([r.subject for r in records])[0]
+    checkpoint = out / "folds" / fold.name / "best.pt"
+    assert read_checkpoint(checkpoint)["validation"] == {"fraction": 0.3, "seed": 0, "groups": "subject"}
+    labels = [records[i].label for i in fold.train]
+    groups = [records[i].subject for i in fold.train]
+    recorded = _training_split(checkpoint, labels, groups)
+    expected = train_val_split(labels, val_fraction=0.3, seed=0, groups=groups)
+    assert all(np.array_equal(a, b) for a, b in zip(recorded, expected))
+
+
+def test_shard_usage_errors(tmp_path, capsys):
+    from train import htnet
+
+    base = ["--dataset", "megc2019", "--root", str(tmp_path), "--out", str(tmp_path / "o")]
+    for extra, message in (
+        (["--shard", "1/2"], "add --loso"),
+        (["--loso", "--shard", "3/2"], "1 <= K <= N"),
+        (["--loso", "--shard", "1/2", "--force"], "empty --out first"),
+        (["--loso", "--checkpoint-every", "-1"], "0 or more"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            htnet.parse_args(base + extra)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err

@@ -66,6 +66,7 @@ from train.common import (
 )
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
+VAL_FRACTION = 0.15  # of the training subjects' samples, for model selection
 # HTNet paper, MEGC2019 composite, official protocol: (UF1, UAR).
 PAPER = {
     "all": (0.8603, 0.8475),
@@ -104,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3; 1e-5 with --qat)")
     p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--val-fraction", type=float, default=0.15, help="of the training subjects' samples")
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION, help="of the training subjects' samples")
     p.add_argument("--flow", choices=("farneback", "dis"), default="farneback")
     p.add_argument(
         "--patches", choices=("xy", "official"), default=None, help="patch crop convention (default: the preset's)"
@@ -138,9 +139,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--calib-samples", type=int, default=128, help="with --qat: samples to initialise quantizers")
     p.add_argument("--qat-target", choices=("openvino", "tensorrt"), default="openvino")
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="with --loso: train only every N-th fold from the K-th, beside the other shards in one --out "
+        "(finished folds are kept, as with --resume); then the same command with --resume and no --shard pools them "
+        "and trains the final model (scripts/gpu_htnet_official.sh runs shards side by side on one GPU)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="write the resume state (last.pt) every N epochs; 0: never (an interrupted fold restarts)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out (finished folds are kept)")
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
+    if args.shard is not None:
+        if not args.loso:
+            p.error("--shard splits the folds of --loso; add --loso")
+        if args.force:
+            p.error("--force with --shard would let one shard clear the others' folds; empty --out first")
+        args.resume = True
+    if args.checkpoint_every < 0:
+        p.error(f"--checkpoint-every must be 0 or more, got {args.checkpoint_every}")
     if args.fold is not None:
         if args.dataset != MEGC2019:
             p.error(f"--fold is for --dataset {MEGC2019} (its {MEGC2019_FOLDS} folds by subject), not {args.dataset}")
@@ -169,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         device=args.device,
         amp=not args.no_amp,
+        checkpoint_every=args.checkpoint_every,
     )
     torch.manual_seed(config.seed)
     if ddp.main:
@@ -232,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             "flow": "HTNet repository images" if args.dataset == MEGC2019 else args.flow,
             "patches": convention,
         },
+        # Recorded so that tools measuring this model later (benchmarks.real_int8) set aside
+        # the same validation subjects instead of repeating this script's defaults.
+        "validation": {"fraction": args.val_fraction, "seed": config.seed, "groups": "subject"},
     }
 
     def start_model(indices: np.ndarray, source: Path | None) -> tuple[torch.nn.Module, dict]:
@@ -289,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.loso:
         pooled: dict[str, list[int]] = {"targets": [], "honest": [], "official": [], "sources": []}
-        for fold in progress_bar(loso_folds(subjects), desc="LOSO folds"):
+        folds = loso_folds(subjects)
+        if args.shard is not None:
+            k, n = args.shard
+            folds = folds[k - 1 :: n]
+        for fold in progress_bar(folds, desc="LOSO folds"):
             fold_dir = args.out / "folds" / _safe(fold.name)
             done = fold_dir / "predictions.json"
             if not (args.resume and done.exists()):
@@ -326,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"  fold {fold.name}: {sum(t == p for t, p in zip(result['targets'], result['predictions']))}"
                     f"/{len(result['targets'])} correct"
                 )
+        if args.shard is not None:
+            log(
+                f"shard {args.shard[0]}/{args.shard[1]}: {len(folds)} folds done in {args.out}; when every shard "
+                "is done, run the same command without --shard, with --resume, to pool them and train the final model"
+            )
+            return 0
         if ddp.main:
             summary.update(classification_report(pooled["targets"], pooled["honest"], classes))
             summary["folds"] = len(set(subjects))
@@ -380,6 +418,13 @@ def main(argv: list[str] | None = None) -> int:
     write_metrics(args.out, summary, title=title)
     log(json.dumps({k: summary.get(k) for k in ("data", "dataset", "protocol", "uf1", "uar")}))
     return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N (e.g. 2/8), got {text!r}")
+    return int(k), int(n)
 
 
 def _check_qat_source(args: argparse.Namespace) -> None:

@@ -24,10 +24,10 @@ from edge_fer.cli.args import Parser
 from edge_fer.data.dfer import DFER_DATASETS, read_dfer
 from edge_fer.data.splits import train_val_split
 from edge_fer.data.torch_dataset import ClipDataset, FrameDataset
-from edge_fer.errors import PresetError
+from edge_fer.errors import ArtifactError, PresetError
 from edge_fer.models import CompactSoftmaxCrossEntropy, build_model
 from edge_fer.models.baseline import FrameBaseline
-from edge_fer.models.checkpoint import load_model
+from edge_fer.models.checkpoint import load_model, read_checkpoint
 from edge_fer.presets import get_preset
 from train.common import (
     TrainConfig,
@@ -40,6 +40,7 @@ from train.common import (
 )
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
+VAL_FRACTION = 0.1  # of the training part (whole people), for model selection
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-epochs", type=float, default=None, help="default 1 (0 with --qat)")
     p.add_argument("--cs-ce-weight", type=float, default=0.1, help="compact softmax CE weight (0: plain CE)")
     p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--val-fraction", type=float, default=0.1, help="of the training part, for model selection")
+    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION, help="of the training part, for model selection")
     p.add_argument(
         "--pretrained",
         type=Path,
@@ -168,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             "train": len(train_set),
             "val": len(val_set),
             "test": len(test_set),
-        }
+        },
+        # Recorded so that tools measuring this model later (benchmarks.real_int8) set aside
+        # the same validation people instead of repeating this script's defaults.
+        "validation": {"fraction": args.val_fraction, "seed": config.seed, "groups": "subject"},
     }
     if args.qat:
         from calibration.qat import qat_state
@@ -232,9 +236,17 @@ def _trunk_weights(path: Path) -> dict[str, torch.Tensor]:
     """ResNet-18 weights in torchvision key names, from such a file or from the trunk of an
     edge-fer checkpoint (STT or single-frame baseline; its training data must not include the
     test fold - the fold's own runs satisfy that)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if "model_kind" not in payload:
-        return payload
+    try:
+        payload = read_checkpoint(path)
+    except ArtifactError:  # not an edge-fer checkpoint: a plain torchvision state dict
+        if not path.is_file():
+            raise
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for corrupt files
+            raise ArtifactError(
+                f"{path} is neither an edge-fer checkpoint nor a readable ResNet-18 state dict ({type(exc).__name__})"
+            ) from None
     state = payload["state_dict"]
     for prefix in ("backbone.trunk.", "trunk."):
         weights = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
