@@ -20,8 +20,8 @@ import numpy as np
 from edge_fer.artifacts import read_artifact
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
-from edge_fer.data.sampling import to_model_input
 from edge_fer.errors import ArtifactError
+from edge_fer.preprocessing.clips import to_model_input
 from edge_fer.runtime.backends import open_backend
 
 __all__ = ["predictions", "main"]

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import untrained_int8
-from benchmarks.suite import environment as suite_environment
+from edge_fer.bench import environment as suite_environment
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
 

@@ -8,7 +8,7 @@ real-face video), every export (FP32 ONNX; OpenVINO FP32/FP16/INT8-PTQ/INT8-QAT 
 accuracy-controlled INT8; TensorRT-ready FP16 and INT8 Q/DQ ONNX via ONNX Runtime), then
 evaluates all of them on the same test fold, measures FP32<->INT8 top-1 agreement on
 clips of a held-out real-face video, and times them. Writes ``report.json`` and
-``report.md`` (the table in the README). All accuracy numbers are on SYNTHETIC data.
+``report.md`` (the table in docs/benchmarks.md). All accuracy numbers are on SYNTHETIC data.
 """
 
 from __future__ import annotations
@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.agreement import predictions
     from benchmarks.latency import time_artifact
     from edge_fer.artifacts import read_artifact
-    from edge_fer.data.sampling import to_model_input
     from edge_fer.evaluation import evaluate_artifact
+    from edge_fer.preprocessing.clips import to_model_input
     from edge_fer.runtime.clips import clips_from_video
     from edge_fer.runtime.detection import open_face_detector
 

@@ -112,10 +112,10 @@ def _training_split(checkpoint: Path, labels: list[int], groups: list[str]) -> t
 
 def _megc2019(out: Path, root: Path) -> None:
     from edge_fer.data.megc2019 import megc2019_features, read_megc2019
-    from edge_fer.data.sampling import to_model_input
     from edge_fer.data.splits import loso_folds
     from edge_fer.metrics import classification_report
     from edge_fer.models.checkpoint import load_model
+    from edge_fer.preprocessing.clips import to_model_input
     from edge_fer.presets import MICRO_CLASSES
 
     run, qat_run = out / "megc2019" / "htnet_light", out / "megc2019" / "htnet_light_qat"

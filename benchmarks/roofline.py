@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import call_times_ms, untrained_int8
-from benchmarks.suite import environment as suite_environment
+from edge_fer.bench import environment as suite_environment
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
 

@@ -94,7 +94,7 @@ def load_calibration(path: str | os.PathLike) -> CalibrationSet:
 
 def model_inputs(images: np.ndarray, pre: Preprocessing) -> np.ndarray:
     """uint8 calibration images -> float32 model inputs, normalised as the preset says."""
-    from edge_fer.data.sampling import to_model_input
+    from edge_fer.preprocessing.clips import to_model_input
 
     return to_model_input(images, pre)
 
@@ -132,7 +132,7 @@ def build_from_dataset(
     source = {"kind": "dataset", "dataset": dataset, "root": str(root), "fold": fold, "samples": samples, "seed": seed}
     if preset.family == "stt":
         from edge_fer.data.dfer import DFER_DATASETS, read_dfer
-        from edge_fer.data.sampling import load_frames, sample_indices
+        from edge_fer.preprocessing.clips import clip_indices, load_frames, resize_frame
 
         if dataset not in DFER_DATASETS:
             raise DatasetError(
@@ -141,14 +141,11 @@ def build_from_dataset(
         records = read_dfer(dataset, root, fold=fold, split="train")
         chosen = [records[i] for i in _stratified([r.label for r in records], samples, seed)]
         pre = preset.preprocessing
-        segments = pre.clip_len // 2
         clips = []
         for record in chosen:
-            indices = sample_indices(
-                len(record.frames), segments=segments, per_segment=pre.clip_len // segments, train=False
-            )
+            indices = clip_indices(len(record.frames), pre, train=False)
             frames = load_frames(record.frames, indices, source=f"video {record.video_id}")
-            clips.append(np.stack([_resize(f, pre) for f in frames]))
+            clips.append(np.stack([resize_frame(f, pre) for f in frames]))
         images, labels = np.stack(clips), np.array([r.label for r in chosen])
     else:
         from edge_fer.data.megc2019 import MEGC2019, megc2019_features, read_megc2019
@@ -186,14 +183,6 @@ def _checked(images: np.ndarray, labels: np.ndarray, root: Path, source: dict, p
     if len(images) == 0:
         raise DatasetError(f"no calibration samples found in {root}")
     return CalibrationSet(images, labels, {"source": source, "preset": preset.name})
-
-
-def _resize(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    import cv2
-
-    height, width = pre.input_size
-    interpolation = cv2.INTER_AREA if frame.shape[0] > height else cv2.INTER_LINEAR
-    return cv2.resize(frame, (width, height), interpolation=interpolation)
 
 
 def build_from_videos(

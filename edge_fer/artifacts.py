@@ -93,7 +93,7 @@ def artifact_kind(path: str | os.PathLike) -> str:
     return ARTIFACT_KINDS[suffix]
 
 
-def _artifact_files(path: Path) -> list[Path]:
+def artifact_files(path: Path) -> list[Path]:
     """The files an artifact consists of (an IR is .xml + .bin)."""
     return [path, path.with_suffix(".bin")] if path.suffix.lower() == ".xml" else [path]
 
@@ -153,7 +153,7 @@ def write_sidecar(
     path = Path(path)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    files = _artifact_files(path)
+    files = artifact_files(path)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise ArtifactError(f"cannot describe {path}: missing {', '.join(missing)}")
@@ -211,7 +211,7 @@ def read_artifact(path: str | os.PathLike, *, verify: bool = True) -> Artifact:
     except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{meta_path} lacks field {exc}; re-export the artifact") from None
     if verify:
-        for file in _artifact_files(path):
+        for file in artifact_files(path):
             if not file.is_file():
                 raise ArtifactError(f"{path}: its file {file.name} is missing")
             expected = recorded.get(file.name)

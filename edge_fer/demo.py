@@ -132,7 +132,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
         "PYTHONUNBUFFERED": "1",
         "TQDM_DISABLE": "1",
         # The demo's one short QAT epoch runs faster on NNCF's pure-torch kernels than with
-        # its C++ kernels' first-use build (calibration/qat.py: 60 s against 50 s + 47 s build)
+        # its C++ kernels' first-use build (edge_fer/models/qat.py: 60 s against 50 s + 47 s build)
         "EDGE_FER_QAT_KERNELS": "torch",
         "TORCH_EXTENSIONS_DIR": str(tmp / "torch_extensions"),  # were anything built, inside DIR
         # ONNX Runtime and OpenVINO/NNCF telemetry write under $HOME (~/.cache/Microsoft, ~/intel):

@@ -51,7 +51,7 @@ def eval_batches(
     from edge_fer.data.dfer import DFER_DATASETS, read_dfer
     from edge_fer.data.megc2019 import MEGC2019
     from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
-    from edge_fer.data.sampling import eval_transform, load_frames, sample_indices, to_model_input
+    from edge_fer.preprocessing.clips import clip_indices, eval_transform, load_frames, to_model_input
 
     root = Path(root)
     info: dict[str, Any] = {"data": "synthetic" if (root / SYNTHETIC_MARKER).exists() else "real", "dataset": dataset}
@@ -63,15 +63,10 @@ def eval_batches(
             raise DatasetError(f"the model predicts {preset.classes}, {dataset} has {DFER_DATASETS[dataset].classes}")
         records = read_dfer(dataset, root, fold=fold, split=split)
         info.update(fold=fold, split=split)
-        segments = pre.clip_len // 2
 
         def clip(record) -> np.ndarray:
             count = len(record.frames)
-            indices = (
-                np.array([count // 2])
-                if single_frame
-                else sample_indices(count, segments=segments, per_segment=pre.clip_len // segments, train=False)
-            )
+            indices = np.array([count // 2]) if single_frame else clip_indices(count, pre, train=False)
             frames = eval_transform(load_frames(record.frames, indices, source=f"video {record.video_id}"), pre)
             return frames[0] if single_frame else frames
 

@@ -56,7 +56,7 @@ class Preprocessing:
         std: per-channel standard deviation divided by after subtracting the mean.
         patch_convention: HTNet only: how the four patches are cropped from the flow image
             ("official": the official code's transposed crop; "xy": geometric). See
-            ``edge_fer.micro_input``.
+            ``edge_fer.preprocessing.micro_input``.
     """
 
     input_size: tuple[int, int]

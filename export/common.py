@@ -134,7 +134,7 @@ def part_calibration(
     exportable: Exportable, images: np.ndarray, part: str, *, max_frames: int = 512
 ) -> list[np.ndarray]:
     """Calibration inputs of one part: whole inputs, frames (backbone) or float tokens (head)."""
-    from edge_fer.data.sampling import to_model_input
+    from edge_fer.preprocessing.clips import to_model_input
 
     inputs = to_model_input(images, exportable.preset.preprocessing)
     if part == "full":

@@ -79,7 +79,7 @@ def _qdq_export_mode(model: nn.Module) -> None:
     except ImportError:
         return
     if any(isinstance(m, BaseQuantizer) for m in model.modules()):
-        from calibration.qat import set_qdq_export
+        from edge_fer.models.qat import set_qdq_export
 
         set_qdq_export(model)
 

@@ -123,8 +123,8 @@ def _accuracy_controlled(ov_model, exportable, calibration, val, max_drop: float
     """
     import openvino as ov
 
-    from edge_fer.data.sampling import to_model_input
     from edge_fer.metrics import classification_report
+    from edge_fer.preprocessing.clips import to_model_input
 
     inputs = to_model_input(val.images, exportable.preset.preprocessing)
     labelled = bool(np.all(val.labels >= 0))

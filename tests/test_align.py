@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_fer.runtime.align import align_face, canonical_landmarks, similarity_transform
+from edge_fer.preprocessing.align import align_face, canonical_landmarks, similarity_transform
 
 
 def test_recovers_a_known_similarity():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.suite import pareto_front
 from edge_fer.artifacts import write_sidecar
+from edge_fer.bench import pareto_front
 from edge_fer.models import build_model
 from edge_fer.models.checkpoint import save_checkpoint
 from edge_fer.presets import get_preset

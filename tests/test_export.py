@@ -13,13 +13,13 @@ import pytest
 import torch
 from parity import FLOAT32_RELATIVE, assert_within_units, classifier_unit
 
-from calibration.qat import prepare_qat, qat_state, quantizer_summary
 from calibration.sets import build_from_dataset
 from edge_fer.artifacts import read_artifact, sidecar_path
-from edge_fer.data.sampling import to_model_input
 from edge_fer.errors import ArtifactError
 from edge_fer.models import build_model
 from edge_fer.models.checkpoint import save_checkpoint
+from edge_fer.models.qat import prepare_qat, qat_state, quantizer_summary
+from edge_fer.preprocessing.clips import to_model_input
 from edge_fer.presets import get_preset
 from edge_fer.runtime.backends import open_backend
 from export.qdq import quantize_for_tensorrt, tensorrt_qdq_violations

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer.flow import flow_image, micro_image, optical_flow, optical_strain, spot_apex
+from edge_fer.preprocessing.flow import flow_image, micro_image, optical_flow, optical_strain, spot_apex
 
 
 def test_strain_of_a_uniform_stretch():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_fer.micro_input import (
+from edge_fer.preprocessing.micro_input import (
     OFFICIAL_FALLBACK_LANDMARKS_28,
     four_patch_image,
     landmarks_to_grid,

@@ -61,7 +61,8 @@ def test_runtime_side_imports_without_torch():
     code = (
         NO_TORCH
         + """
-import edge_fer, edge_fer.runtime, edge_fer.presets, edge_fer.micro_input, edge_fer.errors, edge_fer.fileio
+import edge_fer, edge_fer.runtime, edge_fer.presets, edge_fer.preprocessing, edge_fer.errors, edge_fer.fileio
+import edge_fer.preprocessing.clips, edge_fer.preprocessing.flow, edge_fer.preprocessing.micro_input
 import edge_fer.data
 from edge_fer.cli.main import main
 assert main(["presets"]) == 0

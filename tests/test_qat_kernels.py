@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENSURE = "from calibration.qat import ensure_quantization_kernels as e; e(); print('ready')"
+ENSURE = "from edge_fer.models.qat import ensure_quantization_kernels as e; e(); print('ready')"
 
 
 def run(env_changes, tmp_path):
@@ -44,7 +44,8 @@ def test_a_build_that_hangs_ends_with_one_line(tmp_path):
 
 def test_torch_kernels_build_nothing_and_compute_what_the_compiled_ones_do(tmp_path):
     code = (
-        "import numpy as np, torch; from calibration.qat import prepare_qat; from edge_fer.models import build_model;"
+        "import numpy as np, torch; from edge_fer.models.qat import prepare_qat;"
+        "from edge_fer.models import build_model;"
         "torch.manual_seed(0); m = build_model('stt_tiny');"
         "x = np.random.default_rng(0).standard_normal((2, 16, 3, 64, 64)).astype(np.float32);"
         "q = prepare_qat(m, x, target='tensorrt'); out = q(torch.from_numpy(x)); out.sum().backward();"
@@ -62,7 +63,7 @@ def test_torch_kernels_build_nothing_and_compute_what_the_compiled_ones_do(tmp_p
     from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
     from nncf.torch.quantization.reference import torch_executor as reference
 
-    from calibration.qat import ensure_quantization_kernels
+    from edge_fer.models.qat import ensure_quantization_kernels
 
     ensure_quantization_kernels()
     rng = torch.Generator().manual_seed(0)

@@ -376,7 +376,7 @@ def test_fifty_faces_are_capped_and_counted():
 
 
 def test_boxes_at_and_beyond_the_frame_edge_align_without_error(face_frame):
-    from edge_fer.runtime.align import align_face
+    from edge_fer.preprocessing.align import align_face
 
     height, width = face_frame.shape[:2]
     for shift in (-200, -60, 0, width - 60, width + 100):

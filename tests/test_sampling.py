@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_fer.data.sampling import eval_transform, normalise, sample_indices, train_transform
+from edge_fer.preprocessing.clips import eval_transform, normalise, sample_indices, train_transform
 from edge_fer.presets import get_preset
 
 

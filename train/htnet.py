@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         """A new model, or (QAT) ``source``'s float model with quantizers set on training samples."""
         if not args.qat:
             return build_model(preset), meta
-        from calibration.qat import prepare_qat, qat_state
+        from edge_fer.models.qat import prepare_qat, qat_state
 
         model, _, _ = load_model(source)
         picks = np.random.default_rng(config.seed).permutation(indices)[: args.calib_samples]

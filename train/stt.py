@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation": {"fraction": args.val_fraction, "seed": config.seed, "groups": "subject"},
     }
     if args.qat:
-        from calibration.qat import qat_state
+        from edge_fer.models.qat import qat_state
 
         meta.update(qat=qat_state(model), qat_from=str(args.from_checkpoint), qat_target=args.qat_target)
     log = print if ddp.main else (lambda *_: None)
@@ -259,7 +259,7 @@ def _prepare_qat(checkpoint: Path, train_set: ClipDataset, samples: int, seed: i
     """The float model of ``checkpoint`` with INT8 fake-quantizers initialised on training clips."""
     import numpy as np
 
-    from calibration.qat import prepare_qat, quantizer_summary
+    from edge_fer.models.qat import prepare_qat, quantizer_summary
 
     model, preset, payload = load_model(checkpoint)
     if payload["model_kind"] != "stt" or payload.get("qat"):

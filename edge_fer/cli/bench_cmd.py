@@ -55,7 +55,7 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmarks.suite import RUNS_ON, EvalSpec, compare, discover, run_bench
+    from edge_fer.bench import RUNS_ON, EvalSpec, compare, discover, run_bench
     from edge_fer.errors import ArtifactError, DatasetError, EdgeFerError, OutputExistsError
 
     if args.compare:

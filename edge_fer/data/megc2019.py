@@ -38,7 +38,7 @@ from edge_fer.data.micro_features import MicroFeatures
 from edge_fer.data.splits import Fold, kfold
 from edge_fer.errors import DatasetError
 from edge_fer.fileio import atomic_output
-from edge_fer.micro_input import OFFICIAL_FALLBACK_LANDMARKS_28, four_patch_image, landmarks_to_grid
+from edge_fer.preprocessing.micro_input import OFFICIAL_FALLBACK_LANDMARKS_28, four_patch_image, landmarks_to_grid
 
 __all__ = [
     "MEGC2019",

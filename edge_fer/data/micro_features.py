@@ -21,7 +21,7 @@ import numpy as np
 from edge_fer.data.records import MicroRecord
 from edge_fer.errors import DatasetError
 from edge_fer.fileio import atomic_output
-from edge_fer.flow import ALIGN_SIZE, aligned_pair, micro_image, spot_apex
+from edge_fer.preprocessing.flow import ALIGN_SIZE, aligned_pair, micro_image, spot_apex
 
 __all__ = ["MicroFeatureConfig", "MicroFeatures", "compute_micro_features"]
 
@@ -32,7 +32,7 @@ class MicroFeatureConfig:
 
     Attributes:
         method: optical flow, "farneback" or "dis".
-        convention: patch crop convention, "xy" or "official" (see ``edge_fer.micro_input``).
+        convention: patch crop convention, "xy" or "official" (see ``edge_fer.preprocessing.micro_input``).
     """
 
     method: str = "farneback"
@@ -73,7 +73,7 @@ def _landmarks(detector, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, bool
         if len(found):
             return found.top(1).landmarks[0], True
     # No face: treat the frame as a face crop in the canonical layout.
-    from edge_fer.runtime.align import canonical_landmarks
+    from edge_fer.preprocessing.align import canonical_landmarks
 
     height, width = frames[0].shape[:2]
     return canonical_landmarks(1) * np.array([width, height], np.float32), False

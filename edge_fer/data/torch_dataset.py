@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edge_fer.data.records import ClipRecord
-from edge_fer.data.sampling import eval_transform, load_frames, sample_indices, train_transform
+from edge_fer.preprocessing.clips import clip_indices, eval_transform, load_frames, train_transform
 from edge_fer.presets import Preprocessing
 
 __all__ = ["ClipDataset", "FrameDataset", "MicroDataset"]
@@ -56,10 +56,7 @@ class ClipDataset(_Records):
     def _item(self, index: int, train: bool) -> tuple[torch.Tensor, int]:
         record = self.records[index]
         rng = self.rng(index)
-        segments = self.pre.clip_len // 2
-        indices = sample_indices(
-            len(record.frames), segments=segments, per_segment=self.pre.clip_len // segments, train=train, rng=rng
-        )
+        indices = clip_indices(len(record.frames), self.pre, train=train, rng=rng)
         frames = load_frames(record.frames, indices, source=f"video {record.video_id}")
         clip = train_transform(frames, self.pre, rng) if train else eval_transform(frames, self.pre)
         return torch.from_numpy(clip), record.label

@@ -87,7 +87,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelPreset, dict[st
     preset = ModelPreset.from_dict(payload["preset"])
     model = build_for_kind(payload["model_kind"], preset)
     if payload.get("qat"):  # a quantization-aware-trained model: re-insert its quantizers first
-        from calibration.qat import restore_qat
+        from edge_fer.models.qat import restore_qat
 
         model = restore_qat(model, payload["qat"], preset)
     try:

@@ -24,7 +24,7 @@ Faithful quirks, kept for checkpoint compatibility:
 Model card
     Input ``image``: (B, 3, 28, 28) float32, raw 0..255, channels (u, v, optical strain) of
         the onset->apex optical flow, each min-max normalised to 0..255; built by
-        ``edge_fer.micro_input.four_patch_image`` (2x2 tiles around eyes and mouth corners).
+        ``edge_fer.preprocessing.micro_input.four_patch_image`` (2x2 tiles around eyes and mouth corners).
     Output ``logits``: (B, num_classes); MEGC2019 composite order: negative, positive, surprise.
 """
 

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from edge_fer.data.sampling import sample_indices
 from edge_fer.errors import SourceError
+from edge_fer.preprocessing.clips import clip_window, face_crop, window_clip
 from edge_fer.presets import Preprocessing
-from edge_fer.runtime.align import align_face
 
-__all__ = ["read_video", "face_crop", "window_clip", "clips_from_video"]
+__all__ = ["read_video", "clips_from_video"]
 
 
 def read_video(path: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
@@ -47,25 +46,6 @@ def read_video(path: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
         raise SourceError(f"video {path} holds no readable frames")
 
 
-def face_crop(frame: np.ndarray, landmarks: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """The aligned face crop (H, W, 3) uint8 BGR the model sees, before normalisation."""
-    return align_face(frame, landmarks, pre.input_size[0])
-
-
-def window_clip(times: np.ndarray, end: float, pre: Preprocessing) -> np.ndarray | None:
-    """Indices (clip_len,) of the frames that make the clip ending at ``end``, or None.
-
-    The window is ``clip_len / fps`` seconds; its frames are sampled like the training
-    test-time sampler. None when the window holds no frame.
-    """
-    window = pre.clip_len / (pre.fps or 8.0)
-    inside = np.flatnonzero((times > end - window) & (times <= end))
-    if inside.size == 0:
-        return None
-    segments = pre.clip_len // 2
-    return inside[sample_indices(inside.size, segments=segments, per_segment=pre.clip_len // segments, train=False)]
-
-
 def clips_from_video(
     path: str | os.PathLike, pre: Preprocessing, detector, *, stride: float = 0.5, max_clips: int | None = None
 ) -> list[np.ndarray]:
@@ -79,9 +59,8 @@ def clips_from_video(
         times.append(time)
         crops.append(face_crop(frame, found.top(1).landmarks[0], pre) if len(found) else None)
     times_array = np.array(times)
-    window = pre.clip_len / (pre.fps or 8.0)
     clips = []
-    end = times_array[0] + window
+    end = times_array[0] + clip_window(pre)
     while end <= times_array[-1] + 1e-9 and (max_clips is None or len(clips) < max_clips):
         indices = window_clip(times_array, end, pre)
         if indices is not None and all(crops[i] is not None for i in indices):

@@ -23,9 +23,10 @@ import numpy as np
 
 from edge_fer.artifacts import read_artifact
 from edge_fer.errors import ArtifactError
-from edge_fer.flow import ALIGN_SIZE, flow_image, motion_profile, optical_flow
-from edge_fer.micro_input import GRID, four_patch_image
-from edge_fer.runtime.align import align_face, canonical_landmarks
+from edge_fer.preprocessing.align import align_face, canonical_landmarks
+from edge_fer.preprocessing.clips import to_model_input
+from edge_fer.preprocessing.flow import ALIGN_SIZE, flow_image, motion_profile, optical_flow
+from edge_fer.preprocessing.micro_input import GRID, four_patch_image
 from edge_fer.runtime.backends import open_backend
 from edge_fer.runtime.streaming import resolve_model_path, softmax
 
@@ -64,10 +65,8 @@ class MicroModel:
         return four_patch_image(picture, canonical_landmarks(GRID), convention=self.convention)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        pre = self.preset.preprocessing
-        x = images.astype(np.float32) / pre.value_scale
-        x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-        logits = self.backend.infer({self._io[0]: np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[self._io[1]]
+        x = to_model_input(images, self.preset.preprocessing)
+        logits = self.backend.infer({self._io[0]: x})[self._io[1]]
         return softmax(logits.astype(np.float64))
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edge_fer.errors import SourceError
-from edge_fer.runtime.align import align_face
+from edge_fer.preprocessing.align import align_face
 from edge_fer.runtime.detection import FaceDetector
 from edge_fer.runtime.micro import MicroSpotter
 from edge_fer.runtime.sources import Frame

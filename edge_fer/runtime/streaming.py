@@ -10,7 +10,7 @@ come from the same checkpoint, so head(backbone(frames)) is the full model (test
 An artifact without its backbone/head pair still works: the full model then runs on the
 buffered crops, which costs the whole clip per label.
 
-Clips are made the way calibration and evaluation make them (``runtime.clips.window_clip``):
+Clips are made the way calibration and evaluation make them (``preprocessing.clips.window_clip``):
 the last ``clip_len / fps`` seconds of the track, sampled to ``clip_len`` frames whatever
 the camera's frame rate.
 """
@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_fer.artifacts import Artifact, read_artifact
-from edge_fer.data.sampling import normalise
 from edge_fer.errors import ArtifactError
+from edge_fer.preprocessing.clips import clip_window, normalise, window_clip
 from edge_fer.presets import ModelPreset
 from edge_fer.runtime.backends import Backend, open_backend
-from edge_fer.runtime.clips import window_clip
 
 __all__ = ["ExpressionModel", "ClipBuffer", "Smoother", "StreamingClassifier", "find_pair", "softmax"]
 
@@ -270,7 +269,7 @@ class StreamingClassifier:
             raise ValueError("stride must be at least 1")
         self.model = model
         self.pre = model.preset.preprocessing
-        self.window = self.pre.clip_len / (self.pre.fps or 8.0)
+        self.window = clip_window(self.pre)
         self.stride, self.min_fill, self.smoothing = stride, min_fill, smoothing
         self.buffers: dict[int, ClipBuffer] = {}
         self.smoothers: dict[int, Smoother] = {}

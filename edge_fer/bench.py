@@ -144,7 +144,7 @@ def _describe(path: Path) -> dict[str, Any]:
             "size_mb": path.stat().st_size / 2**20,
             "preset_obj": preset,
         }
-    from edge_fer.artifacts import _artifact_files, read_artifact
+    from edge_fer.artifacts import artifact_files, read_artifact
 
     artifact = read_artifact(path)
     method = artifact.meta.get("quantization", {}).get("method", "none")
@@ -156,7 +156,7 @@ def _describe(path: Path) -> dict[str, Any]:
         "preset": artifact.preset.name,
         "precision": artifact.precision,
         "quantization": method,
-        "size_mb": sum(f.stat().st_size for f in _artifact_files(path)) / 2**20,
+        "size_mb": sum(f.stat().st_size for f in artifact_files(path)) / 2**20,
         "preset_obj": artifact.preset,
         "artifact": artifact,
     }
@@ -340,7 +340,7 @@ def pareto_front(points: list[tuple[float, float]], *, resolution: float = METRI
 
 def _run_worker(task: dict[str, Any]) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.suite", "--worker", json.dumps(task)],
+        [sys.executable, "-m", "edge_fer.bench", "--worker", json.dumps(task)],
         capture_output=True,
         text=True,
         timeout=task.get("timeout", 900),

@@ -1,5 +1,9 @@
 """Clip sampling and frame transforms for DFER, as the paper family does them (numpy + OpenCV).
 
+One set of rules for training, calibration, evaluation and the runtime: which frames make a
+clip (``clip_indices``, and ``window_clip`` for a live stream's last ``clip_window`` seconds),
+how a frame is resized (``resize_frame``) and normalised (``normalise``, ``to_model_input``).
+
 Sampling: a video is cut into 8 equal segments and 2 consecutive frames are taken from each
 (16 frames). Training picks a random offset inside each segment; testing takes the centre.
 Videos shorter than 16 frames are *padded by repetition*: every frame is repeated in order
@@ -19,9 +23,36 @@ import cv2
 import numpy as np
 
 from edge_fer.errors import DatasetError
+from edge_fer.preprocessing.align import align_face
 from edge_fer.presets import Preprocessing
 
-__all__ = ["sample_indices", "load_frames", "train_transform", "eval_transform", "normalise", "to_model_input"]
+__all__ = [
+    "DEFAULT_FPS",
+    "frame_rate",
+    "clip_window",
+    "sample_indices",
+    "clip_indices",
+    "window_clip",
+    "load_frames",
+    "resize_frame",
+    "face_crop",
+    "train_transform",
+    "eval_transform",
+    "normalise",
+    "to_model_input",
+]
+
+DEFAULT_FPS = 8.0  # the frame rate of a preset that names none (DFEW's clips are sampled near it)
+
+
+def frame_rate(pre: Preprocessing) -> float:
+    """Frames per second the preset's clips are sampled at."""
+    return pre.fps or DEFAULT_FPS
+
+
+def clip_window(pre: Preprocessing) -> float:
+    """Seconds of video one clip covers: ``clip_len`` frames at the preset's frame rate."""
+    return pre.clip_len / frame_rate(pre)
 
 
 def sample_indices(
@@ -50,6 +81,27 @@ def sample_indices(
         tick = span / segments
         starts = (tick / 2 + tick * np.arange(segments)).astype(np.int64)
     return (starts[:, None] + np.arange(per_segment)[None]).ravel().astype(np.int64)
+
+
+def clip_indices(
+    num_frames: int, pre: Preprocessing, *, train: bool, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The ``clip_len`` frame indices of a clip of ``num_frames`` frames: ``clip_len // 2``
+    segments of 2 consecutive frames (8 x 2 for the papers' 16-frame clips)."""
+    segments = pre.clip_len // 2
+    return sample_indices(num_frames, segments=segments, per_segment=pre.clip_len // segments, train=train, rng=rng)
+
+
+def window_clip(times: np.ndarray, end: float, pre: Preprocessing) -> np.ndarray | None:
+    """Indices (clip_len,) of the frames that make the clip ending at ``end`` seconds, or None.
+
+    The window is ``clip_window(pre)`` seconds; its frames are sampled like the test-time
+    sampler. None when the window holds no frame.
+    """
+    inside = np.flatnonzero((times > end - clip_window(pre)) & (times <= end))
+    if inside.size == 0:
+        return None
+    return inside[clip_indices(inside.size, pre, train=False)]
 
 
 def load_frames(paths, indices: np.ndarray, *, source: str) -> list[np.ndarray]:
@@ -100,11 +152,21 @@ def train_transform(
     return normalise(np.stack(resized), pre)
 
 
+def resize_frame(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """A frame at the preset's input size (area averaging when shrinking), still uint8."""
+    out_h, out_w = pre.input_size
+    interpolation = cv2.INTER_AREA if frame.shape[0] > out_h else cv2.INTER_LINEAR
+    return cv2.resize(frame, (out_w, out_h), interpolation=interpolation)
+
+
+def face_crop(frame: np.ndarray, landmarks: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """The aligned face crop (H, W, 3) uint8 BGR the model sees, before normalisation."""
+    return align_face(frame, landmarks, pre.input_size[0])
+
+
 def eval_transform(frames: list[np.ndarray], pre: Preprocessing) -> np.ndarray:
     """Resize every frame to the input size -> (T, 3, H, W) float32."""
-    out_h, out_w = pre.input_size
-    interpolation = cv2.INTER_AREA if frames[0].shape[0] > out_h else cv2.INTER_LINEAR
-    return normalise(np.stack([cv2.resize(f, (out_w, out_h), interpolation=interpolation) for f in frames]), pre)
+    return normalise(np.stack([resize_frame(f, pre) for f in frames]), pre)
 
 
 def normalise(frames_bgr: np.ndarray, pre: Preprocessing) -> np.ndarray:

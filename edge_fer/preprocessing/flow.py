@@ -4,7 +4,7 @@ From an onset and an apex frame of one face: align both with the *same* similari
 (from the onset's landmarks, so the expression's motion survives alignment), compute dense
 optical flow, derive optical strain, shrink to 28x28, min-max normalise each channel to
 0..255 - the STSTNet/HTNet input - and cut the four eye/mouth patches
-(``edge_fer.micro_input``).
+(``edge_fer.preprocessing.micro_input``).
 
 Flow method: Farneback (as the official HTNet pre-processing) or DIS (OpenCV's fast dense
 flow); TV-L1, used by STSTNet, lives in opencv-contrib only, which we do not require.
@@ -17,8 +17,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge_fer.micro_input import GRID, Convention, four_patch_image
-from edge_fer.runtime.align import canonical_landmarks, similarity_transform
+from edge_fer.preprocessing.align import canonical_landmarks, similarity_transform
+from edge_fer.preprocessing.micro_input import GRID, Convention, four_patch_image
 
 __all__ = [
     "optical_flow",
