@@ -28,6 +28,11 @@ from edge_fer.presets import ModelPreset
 __all__ = [
     "ARTIFACT_FORMAT",
     "ARTIFACT_KINDS",
+    "ARTIFACT_SUFFIXES",
+    "RUNS_ON",
+    "is_artifact",
+    "part_path",
+    "artifact_files",
     "PRECISIONS",
     "Artifact",
     "sidecar_path",
@@ -39,7 +44,12 @@ __all__ = [
 ]
 
 ARTIFACT_FORMAT = "edge-fer-artifact/1"
-ARTIFACT_KINDS = {".onnx": "onnx", ".xml": "openvino", ".engine": "tensorrt"}
+# The one table of artifact files: suffix -> kind, and the backends that run each kind
+# (the first is what "auto" prefers where it is installed). ``.plan`` is TensorRT's other
+# common engine suffix (trtexec, Triton).
+ARTIFACT_KINDS = {".onnx": "onnx", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt"}
+ARTIFACT_SUFFIXES = tuple(ARTIFACT_KINDS)
+RUNS_ON = {"onnx": ("openvino", "onnxruntime"), "openvino": ("openvino",), "tensorrt": ("tensorrt",)}
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -86,11 +96,25 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def is_artifact(path: str | os.PathLike) -> bool:
+    """Whether the file name is an exported model's (by suffix; nothing is read)."""
+    return Path(path).suffix.lower() in ARTIFACT_KINDS
+
+
 def artifact_kind(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in ARTIFACT_KINDS:
-        raise ArtifactError(f"{path}: unknown artifact type {suffix!r}; expected .onnx, .xml (OpenVINO IR) or .engine")
+        raise ArtifactError(
+            f"{path}: unknown artifact type {suffix!r}; expected .onnx, .xml (OpenVINO IR) or .engine/.plan (TensorRT)"
+        )
     return ARTIFACT_KINDS[suffix]
+
+
+def part_path(artifact: str | os.PathLike, part: str) -> Path:
+    """Where an export part lives beside the full model, for every kind:
+    ``DIR/model.xml`` -> ``DIR/model.backbone.xml``; ``X.onnx`` -> ``X.head.onnx``."""
+    artifact = Path(artifact)
+    return artifact if part == "full" else artifact.with_name(f"{artifact.stem}.{part}{artifact.suffix}")
 
 
 def artifact_files(path: Path) -> list[Path]:

@@ -521,9 +521,9 @@ def _headline_metric(rows: list[Row]) -> str:
 def _eval_data(spec: EvalSpec | None) -> str | None:
     if spec is None:
         return None
-    from edge_fer.evaluation import SYNTHETIC_MARKER
+    from edge_fer.data.spec import is_synthetic
 
-    return "synthetic" if (Path(spec.root) / SYNTHETIC_MARKER).exists() else "real"
+    return "synthetic" if is_synthetic(spec.root) else "real"
 
 
 def _row_dict(row: Row) -> dict[str, Any]:

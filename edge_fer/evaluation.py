@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from edge_fer.data.spec import is_synthetic
 from edge_fer.errors import ArtifactError, DatasetError
 from edge_fer.metrics import classification_report
 from edge_fer.presets import MICRO_CLASSES, ModelPreset
 
 __all__ = ["evaluate", "evaluate_checkpoint", "evaluate_artifact", "eval_batches"]
 
-SYNTHETIC_MARKER = "SYNTHETIC.txt"
 ARTIFACT_SUFFIXES = (".onnx", ".xml", ".engine")
 
 
@@ -54,7 +54,7 @@ def eval_batches(
     from edge_fer.preprocessing.clips import clip_indices, eval_transform, load_frames, to_model_input
 
     root = Path(root)
-    info: dict[str, Any] = {"data": "synthetic" if (root / SYNTHETIC_MARKER).exists() else "real", "dataset": dataset}
+    info: dict[str, Any] = {"data": "synthetic" if is_synthetic(root) else "real", "dataset": dataset}
     pre = preset.preprocessing
     if dataset in DFER_DATASETS:
         if preset.family != "stt":

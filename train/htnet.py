@@ -46,6 +46,7 @@ from edge_fer.cli.args import Parser
 from edge_fer.data.megc2019 import MEGC2019, MEGC2019_FOLDS, megc2019_features, megc2019_folds, read_megc2019
 from edge_fer.data.micro import MICRO_DATASETS, composite_label, read_micro
 from edge_fer.data.micro_features import MicroFeatureConfig, compute_micro_features
+from edge_fer.data.spec import is_synthetic
 from edge_fer.data.splits import loso_folds, train_val_split
 from edge_fer.data.torch_dataset import MicroDataset
 from edge_fer.errors import PresetError
@@ -65,7 +66,6 @@ from train.common import (
     write_metrics,
 )
 
-SYNTHETIC_MARKER = "SYNTHETIC.txt"
 VAL_FRACTION = 0.15  # of the training subjects' samples, for model selection
 # HTNet paper, MEGC2019 composite, official protocol: (UF1, UAR).
 PAPER = {
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if preset.family != "htnet":
         raise PresetError(f"preset {args.preset!r} is a {preset.family} preset; train.htnet needs an HTNet preset")
     convention = args.patches or preset.preprocessing.patch_convention or "xy"
-    synthetic = (args.root / SYNTHETIC_MARKER).exists()
+    synthetic = is_synthetic(args.root)
     cache_dir = args.cache or (args.from_run / "cache" if args.qat else args.out / "cache")
     if args.dataset == MEGC2019:
         if args.classes != "composite":

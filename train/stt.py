@@ -22,6 +22,7 @@ import torch
 
 from edge_fer.cli.args import Parser
 from edge_fer.data.dfer import DFER_DATASETS, read_dfer
+from edge_fer.data.spec import is_synthetic
 from edge_fer.data.splits import train_val_split
 from edge_fer.data.torch_dataset import ClipDataset, FrameDataset
 from edge_fer.errors import ArtifactError, PresetError
@@ -39,7 +40,6 @@ from train.common import (
     write_metrics,
 )
 
-SYNTHETIC_MARKER = "SYNTHETIC.txt"
 VAL_FRACTION = 0.1  # of the training part (whole people), for model selection
 
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     train_set = dataset_cls([train_records[i] for i in train_idx], preset.preprocessing, train=True, seed=config.seed)
     val_set = dataset_cls([train_records[i] for i in val_idx], preset.preprocessing, train=False, seed=config.seed)
     test_set = dataset_cls(test_records, preset.preprocessing, train=False, seed=config.seed)
-    synthetic = (args.root / SYNTHETIC_MARKER).exists()
+    synthetic = is_synthetic(args.root)
 
     # Model: new, or (QAT) the trained one with INT8 fake-quantizers initialised on training clips.
     kind = "frame_baseline" if args.single_frame else "stt"

@@ -49,6 +49,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_fer.data.spec import SYNTHETIC_MARKER
 from edge_fer.errors import DatasetError, OutputExistsError
 
 __all__ = [
@@ -266,7 +267,7 @@ def _write_frames(folder: Path, frames: Iterator[np.ndarray], name: Callable[[in
     return count
 
 
-MARKER = "SYNTHETIC.txt"
+MARKER = SYNTHETIC_MARKER
 
 
 def _prepare_out(out: Path, *, force: bool, owned: tuple[str, ...]) -> None:
