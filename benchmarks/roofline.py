@@ -25,6 +25,7 @@ from benchmarks.common import call_times_ms, untrained_int8
 from edge_fer.bench import environment as suite_environment
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
+from edge_fer.runtime.streaming import find_pair
 
 __all__ = ["main"]
 
@@ -99,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m benchmarks.roofline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--preset", default="stt_base")
-    parser.add_argument("--model", type=Path, help="OpenVINO INT8 export folder with head.xml (default: export one)")
+    parser.add_argument(
+        "--model", type=Path, help="OpenVINO INT8 export folder with the backbone/head pair (default: export one)"
+    )
     parser.add_argument("--stride", type=int, default=4)
     args = parser.parse_args(argv)
     out = args.out
@@ -111,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
 
             write_face_video(calib_video, seconds=30, seed=1)
         args.model = untrained_int8(args.preset, out, calib_video, samples=64)
-    head_xml = args.model / "head.xml"
-    if not head_xml.is_file():
-        raise SystemExit(f"{args.model} has no head.xml (export with python -m export.openvino --part all)")
+    pair = find_pair(args.model / "model.xml")
+    if pair is None:
+        raise SystemExit(f"{args.model} has no backbone/head pair (export with python -m export.openvino --part all)")
+    head_xml = pair[1]
 
     macs = head_macs(args.preset)
     rates = gemm_rates()

@@ -30,14 +30,16 @@ from typing import Any
 
 import numpy as np
 
+from edge_fer.artifacts import ARTIFACT_KINDS, is_artifact
+from edge_fer.artifacts import RUNS_ON as ARTIFACT_RUNS_ON
 from edge_fer.errors import ArtifactError, EdgeFerError
 
 __all__ = ["Config", "discover", "plan", "run_bench", "compare", "pareto_front", "SCHEMA"]
 
 SCHEMA = "edge-fer-bench/1"
-ARTIFACT_SUFFIXES = (".onnx", ".xml", ".engine")
 # which backends can run which file (a .pt checkpoint is the torch reference)
-RUNS_ON = {".onnx": ("openvino", "onnxruntime"), ".xml": ("openvino",), ".engine": ("tensorrt",), ".pt": ("torch",)}
+# What times each file: an artifact on the backends its kind runs on, a checkpoint on torch.
+RUNS_ON = {**{suffix: ARTIFACT_RUNS_ON[kind] for suffix, kind in ARTIFACT_KINDS.items()}, ".pt": ("torch",)}
 PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "torch": "torch"}
 
 
@@ -88,7 +90,7 @@ def discover(folder: Path) -> list[Path]:
     """Full-model artifacts (with sidecars) and ``best.pt`` checkpoints under ``folder``."""
     found = []
     for path in sorted(folder.rglob("*")):
-        if path.suffix in ARTIFACT_SUFFIXES and path.with_name(path.name + ".json").is_file():
+        if is_artifact(path) and path.with_name(path.name + ".json").is_file():
             try:
                 meta = json.loads(path.with_name(path.name + ".json").read_text())
             except (OSError, json.JSONDecodeError):
@@ -389,7 +391,9 @@ def run_bench(
         if not artifact.is_file():
             raise ArtifactError(f"{artifact} does not exist")
         if artifact.suffix not in RUNS_ON:
-            raise ArtifactError(f"{artifact}: not a model edge-fer can time (.onnx, .xml, .engine or a .pt checkpoint)")
+            raise ArtifactError(
+                f"{artifact}: not a model edge-fer can time (.onnx, .xml, .engine/.plan or a .pt checkpoint)"
+            )
     configs = plan(artifacts, backends, batches, threads)
     if not configs:
         raise ArtifactError(f"none of the artifacts runs on the chosen backends ({', '.join(backends)})")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_fer.artifacts import is_artifact
 from edge_fer.data.spec import is_synthetic
 from edge_fer.errors import ArtifactError, DatasetError
 from edge_fer.metrics import classification_report
@@ -23,12 +24,10 @@ from edge_fer.presets import MICRO_CLASSES, ModelPreset
 
 __all__ = ["evaluate", "evaluate_checkpoint", "evaluate_artifact", "eval_batches"]
 
-ARTIFACT_SUFFIXES = (".onnx", ".xml", ".engine")
-
 
 def evaluate(model_path: str | Path, **kwargs: Any) -> dict[str, Any]:
     """``evaluate_artifact`` for .onnx/.xml/.engine files, ``evaluate_checkpoint`` otherwise."""
-    if Path(model_path).suffix.lower() in ARTIFACT_SUFFIXES:
+    if is_artifact(model_path):
         return evaluate_artifact(model_path, **kwargs)
     kwargs.pop("backend", None)
     return evaluate_checkpoint(model_path, **kwargs)

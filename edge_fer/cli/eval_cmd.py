@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_fer.artifacts import is_artifact
 from edge_fer.errors import DatasetError
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         cache=args.cache,
         batch_size=args.batch_size,
     )
-    if args.model.suffix.lower() in (".onnx", ".xml", ".engine"):
+    if is_artifact(args.model):
         report = evaluate_artifact(args.model, backend=args.backend, device=args.device, **common)
     else:
         report = evaluate_checkpoint(args.model, device=args.device or "auto", **common)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_fer.artifacts import is_artifact
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("inspect", help="print an artifact's verified metadata (or a checkpoint's)")
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.path.suffix.lower() in (".onnx", ".xml", ".engine"):
+    if is_artifact(args.path):
         from edge_fer.artifacts import read_artifact
 
         artifact = read_artifact(args.path)  # verifies every file's sha256

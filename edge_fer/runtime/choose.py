@@ -29,12 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_fer.artifacts import Artifact, read_artifact
+from edge_fer.artifacts import Artifact, is_artifact, read_artifact
 from edge_fer.errors import ArtifactError, EdgeFerError
 
 __all__ = ["Candidate", "Choice", "find_candidates", "choose_model", "timing_cache_path"]
 
-SUFFIXES = (".xml", ".onnx", ".engine")
 TIMING_SECONDS = 0.4  # per candidate, after warm-up: enough to rank, short enough to start fast
 
 
@@ -87,7 +86,7 @@ def find_candidates(folder: Path, *, verify: bool = True) -> list[Candidate]:
     found = []
     for depth in ("*", "*/*", "*/*/*"):
         for path in sorted(folder.glob(depth)):
-            if path.suffix not in SUFFIXES or not path.with_name(path.name + ".json").is_file():
+            if not is_artifact(path) or not path.with_name(path.name + ".json").is_file():
                 continue
             try:
                 artifact = read_artifact(path, verify=verify)

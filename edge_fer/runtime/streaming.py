@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_fer.artifacts import Artifact, read_artifact
+from edge_fer.artifacts import Artifact, part_path, read_artifact
 from edge_fer.errors import ArtifactError
 from edge_fer.preprocessing.clips import clip_window, normalise, window_clip
 from edge_fer.presets import ModelPreset
@@ -42,16 +42,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def find_pair(artifact: Path) -> tuple[Path, Path] | None:
     """The backbone/head files exported beside a full model, if there are any.
 
-    Naming, as the exporters write it: ``DIR/model.xml`` -> ``DIR/backbone.xml`` +
-    ``DIR/head.xml`` (OpenVINO); ``X.onnx`` -> ``X.backbone.onnx`` + ``X.head.onnx``.
+    Naming, as the exporters write it (``artifacts.part_path``): ``X.onnx`` -> ``X.backbone.onnx``
+    + ``X.head.onnx``, ``DIR/model.xml`` -> ``DIR/model.backbone.xml`` + ``DIR/model.head.xml``;
+    OpenVINO folders exported before 0.2 hold ``DIR/backbone.xml`` + ``DIR/head.xml``.
     """
-    if artifact.suffix == ".xml":
+    candidates = (part_path(artifact, "backbone"), part_path(artifact, "head"))
+    if artifact.suffix == ".xml" and not all(c.is_file() for c in candidates):
         candidates = (artifact.with_name("backbone.xml"), artifact.with_name("head.xml"))
-    else:
-        candidates = (
-            artifact.with_name(f"{artifact.stem}.backbone{artifact.suffix}"),
-            artifact.with_name(f"{artifact.stem}.head{artifact.suffix}"),
-        )
     return candidates if all(c.is_file() for c in candidates) else None
 
 

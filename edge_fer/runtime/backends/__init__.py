@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Union
 
+from edge_fer.artifacts import ARTIFACT_KINDS, RUNS_ON
 from edge_fer.errors import BackendError
 from edge_fer.runtime.backends.base import Backend
 
@@ -39,7 +40,6 @@ BACKENDS = {
 # "auto" picks by file type: an engine needs TensorRT, IR needs OpenVINO; ONNX tries these in
 # order (OpenVINO is the faster CPU runtime where both are installed).
 AUTO_ORDER = ("openvino", "onnxruntime")
-BY_SUFFIX = {".engine": ("tensorrt",), ".plan": ("tensorrt",), ".xml": ("openvino",)}
 
 
 def available_backends() -> list[str]:
@@ -76,7 +76,7 @@ def open_backend(
         raise BackendError(f"model file {model} does not exist")
     if backend == "auto":
         suffix = "" if isinstance(model, bytes) else Path(model).suffix.lower()
-        wanted = BY_SUFFIX.get(suffix, AUTO_ORDER)
+        wanted = RUNS_ON[ARTIFACT_KINDS[suffix]] if suffix in ARTIFACT_KINDS else AUTO_ORDER
         names = [name for name in wanted if name in available_backends()]
         if not names:
             hint = BACKENDS[wanted[0]][3] if len(wanted) == 1 else "pip install openvino (or onnxruntime)"
