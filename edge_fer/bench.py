@@ -32,6 +32,7 @@ import numpy as np
 
 from edge_fer.artifacts import ARTIFACT_KINDS, is_artifact
 from edge_fer.artifacts import RUNS_ON as ARTIFACT_RUNS_ON
+from edge_fer.data.spec import DataSpec
 from edge_fer.errors import ArtifactError, EdgeFerError
 
 __all__ = ["Config", "discover", "plan", "run_bench", "compare", "pareto_front", "SCHEMA"]
@@ -50,14 +51,6 @@ class Config:
     batch: int
     threads: int | None = None
     skip: str | None = None  # why this row was not measured
-
-
-@dataclass
-class EvalSpec:
-    dataset: str
-    root: str
-    fold: int | None = None
-    split: str = "test"
 
 
 @dataclass
@@ -376,7 +369,7 @@ def run_bench(
     backends: list[str],
     batches: list[int],
     threads: list[int | None],
-    eval_spec: EvalSpec | None = None,
+    eval_spec: DataSpec | None = None,
     video: Path | None = None,
     video_frames: int | None = None,
     min_iters: int = 30,
@@ -415,7 +408,7 @@ def run_bench(
                 "min_iters": min_iters,
                 "min_time": min_time,
                 "stride": stride,
-                "eval": asdict(eval_spec) if eval_spec else None,
+                "eval": eval_spec.as_json() if eval_spec else None,
                 "with_accuracy": key not in accuracy_done,
             }
             result = _run_worker(task)
@@ -487,7 +480,7 @@ def run_bench(
             "warmup_iters": 5,
             "stride": stride,
             "input": "seeded standard-normal array of the artifact's input shape, the same for every configuration",
-            "eval": asdict(eval_spec) if eval_spec else None,
+            "eval": eval_spec.as_json() if eval_spec else None,
             "eval_data": _eval_data(eval_spec),
             "reference": None if reference is None else {"artifact": reference[0], "backend": reference[1]},
             "metric": metric,
@@ -522,12 +515,10 @@ def _headline_metric(rows: list[Row]) -> str:
     return "uf1" if presets and all(p.startswith("htnet") for p in presets) else "uar"
 
 
-def _eval_data(spec: EvalSpec | None) -> str | None:
+def _eval_data(spec: DataSpec | None) -> str | None:
     if spec is None:
         return None
-    from edge_fer.data.spec import is_synthetic
-
-    return "synthetic" if is_synthetic(spec.root) else "real"
+    return spec.data
 
 
 def _row_dict(row: Row) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -440,3 +441,25 @@ def test_async_head_labels_come_from_earlier_frames(models, video, tmp_path):
     assert all(e["clip_end"] <= e["frame"] for e in events)
     assert all(abs(sum(e["probs"].values()) - 1) < 1e-3 for e in events)
     assert json.loads((tmp_path / "stats.json").read_text())["model"]["head"] == "async"
+
+
+def test_readme_python_example_runs_without_torch(models, video, tmp_path):
+    """The README's Python example, as written, on an exported stt_tiny and a face video; torch
+    is blocked (NO_TORCH), so any import of it fails the run."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- python-example -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for path in models.glob("stt_tiny*.onnx*"):
+        shutil.copy(path, exports / path.name)
+    shutil.copy(video[0], tmp_path / "clip.mp4")
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH + block],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) >= 5, result.stdout  # 12 s of one face, a label every 4 frames once a clip fills
+    labels = set(get_preset("stt_tiny").classes)
+    for line in lines:
+        assert line.split(": ")[1].split()[0] in labels

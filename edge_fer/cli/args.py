@@ -5,9 +5,11 @@ Each flag means one thing wherever it appears:
 - ``--dataset/--root/--fold/--split``: the data a command reads (what a trainer trains on,
   what eval, bench and an exporter's check score); calibration data is ``--calib`` in the
   exporters.
-- ``--backend``: the inference library, one of ``BACKEND_CHOICES``; ``--device`` the device
-  that library runs on; ``--threads`` the number of inference threads (``edge-fer bench``
-  takes it more than once to compare counts).
+- ``--backend``: the inference library, one of ``BACKEND_CHOICES``; ``--threads`` the number of
+  inference threads (``edge-fer bench`` takes it more than once to compare counts).
+- ``--device``: where the model runs, named as its runner names it: torch ``cpu``/``cuda:0``
+  for checkpoints (training, eval of ``best.pt``), OpenVINO ``CPU``/``GPU``/``NPU`` or an ONNX
+  Runtime execution provider for exported models.
 - ``--precision``: the numeric precision of an exported model (fp32, fp16, int8); the
   OpenVINO compute hint is ``--infer-precision``.
 
@@ -28,6 +30,7 @@ __all__ = [
     "deprecated",
     "add_data_arguments",
     "add_backend_arguments",
+    "flatten_counts",
 ]
 
 BACKEND_CHOICES = ("auto", "openvino", "onnxruntime", "tensorrt")
@@ -54,6 +57,19 @@ def deprecated(new: str) -> type[argparse.Action]:
             setattr(namespace, self.dest, values)
 
     return _Deprecated
+
+
+def _counts(text: str) -> int | list[int]:
+    """One count; the old comma-separated list of them still reads, with a deprecation line."""
+    if "," not in text:
+        return int(text)
+    print(f"--threads {text}: comma-separated counts are deprecated; repeat --threads instead", file=sys.stderr)
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def flatten_counts(values: list | None) -> list[int]:
+    """``--threads`` given several times (some perhaps in the old comma form) as one list."""
+    return [n for v in values or () for n in (v if isinstance(v, list) else [v])]
 
 
 def add_data_arguments(
@@ -103,7 +119,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, several: bool = Fa
             help="backend to measure; repeat for several (default: every one installed)",
         )
         group.add_argument(
-            "--threads", type=int, action="append", help="inference threads; repeat to compare (default: backend's)"
+            "--threads", type=_counts, action="append", help="inference threads; repeat to compare (default: backend's)"
         )
     else:
         group.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="default auto: by file type")

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge_fer.cli.args import add_backend_arguments, add_data_arguments, flatten_counts
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,13 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("compare", nargs="*", metavar="compare OLD NEW", help="compare two results.json files")
     parser.add_argument("--artifacts", nargs="+", type=Path, default=[], help=".onnx / .xml / .engine / best.pt")
     parser.add_argument("--run", type=Path, help="benchmark every full-model artifact (and best.pt) under this folder")
-    parser.add_argument("--eval-dataset", help="dataset for accuracy (dfew, casme2, ...); none: latency only")
-    parser.add_argument("--root", type=Path, help="the eval dataset's folder")
-    parser.add_argument("--fold", type=int, help="fold of the eval dataset (DFER; megc2019: 1..5)")
-    parser.add_argument("--split", default="test", help="split of the eval dataset (default test)")
-    parser.add_argument("--backends", default="openvino,onnxruntime,tensorrt,torch", help="comma-separated")
+    add_data_arguments(parser, what="the data accuracy is measured on (none: latency only)", old_prefix="eval-")
+    add_backend_arguments(parser, several=True)
+    parser.add_argument(
+        "--backends", type=_deprecated_list("--backend NAME (repeated)"), dest="backend", help=argparse.SUPPRESS
+    )
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
-    parser.add_argument("--threads", default="", help="comma-separated thread counts (default: the backend's)")
     parser.add_argument("--video", type=Path, help="also time the edge-fer camera pipeline on this video")
     parser.add_argument(
         "--video-frames", type=int, help="time the camera on the first N frames of --video (default: all)"
@@ -40,6 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="replace results already in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
+
+
+def _deprecated_list(new: str):
+    """The old comma-separated spelling of a repeated flag: still read, with a line saying so."""
+
+    def parse(text: str) -> list[str]:
+        print(f"edge-fer bench: comma-separated lists are deprecated and go in the next release; use {new}",
+              file=sys.stderr)  # fmt: skip
+        return [v.strip() for v in text.split(",") if v.strip()]
+
+    return parse
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -55,7 +67,8 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_fer.bench import RUNS_ON, EvalSpec, compare, discover, run_bench
+    from edge_fer.bench import RUNS_ON, compare, discover, run_bench
+    from edge_fer.data.spec import DataSpec
     from edge_fer.errors import ArtifactError, DatasetError, EdgeFerError, OutputExistsError
 
     if args.compare:
@@ -78,17 +91,18 @@ def run(args: argparse.Namespace) -> int:
         artifacts += discover(args.run)
     if not artifacts:
         raise ArtifactError("nothing to benchmark: give --artifacts or a --run folder with exported models")
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = args.backend or ["openvino", "onnxruntime", "tensorrt", "torch"]
     unknown = sorted(set(backends) - {b for v in RUNS_ON.values() for b in v})
     if unknown:
         raise EdgeFerError(
             f"unknown backend(s) {', '.join(unknown)}; choose from openvino, onnxruntime, tensorrt, torch"
         )
-    eval_spec = None
-    if args.eval_dataset:
-        if args.root is None or not args.root.is_dir():
-            raise DatasetError(f"--root {args.root} is not a folder (the --eval-dataset's data)")
-        eval_spec = EvalSpec(args.eval_dataset, str(args.root), args.fold, args.split)
+    eval_spec = DataSpec.from_args(args)
+    if eval_spec is not None and not eval_spec.root.is_dir():
+        raise DatasetError(f"--root {eval_spec.root} is not a folder (the --dataset's data)")
+    threads = flatten_counts(args.threads)
+    if any(t < 1 for t in threads):
+        raise EdgeFerError("--threads must be at least 1")
     if args.video is not None and not args.video.is_file():
         raise EdgeFerError(f"--video {args.video} does not exist")
     results = run_bench(
@@ -96,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         backends=backends,
         batches=_ints(args.batch, "batch"),
-        threads=_ints(args.threads, "threads") or [None],
+        threads=threads or [None],
         eval_spec=eval_spec,
         video=args.video,
         video_frames=args.video_frames,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from edge_fer.artifacts import is_artifact
+from edge_fer.cli.args import BACKEND_CHOICES, add_data_arguments
 from edge_fer.errors import DatasetError
 
 
@@ -20,16 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="RUN/best.pt, or an exported model.onnx / model.xml / model.engine",
     )
-    parser.add_argument(
-        "--dataset", required=True, help="dfew, afew, ferv39k, mafw, casme2, samm, smic, casme3a, composite"
-    )
-    parser.add_argument("--root", required=True, type=Path)
-    parser.add_argument("--fold", type=int, default=None, help="DFER (DFEW/MAFW) or megc2019 (1..5) fold")
-    parser.add_argument("--split", default="test", help="split of --fold to evaluate (default test)")
+    add_data_arguments(parser, required=True)
     parser.add_argument("--subjects", nargs="*", help="micro-expressions: only these subjects (default all)")
     parser.add_argument("--cache", type=Path, help="micro-expressions: flow feature cache folder")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--backend", default="auto", help="artifacts: auto, openvino, onnxruntime")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="artifacts: default auto, by type")
     parser.add_argument("--device", default=None, help="torch device for checkpoints, backend device for artifacts")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.set_defaults(handler=run)

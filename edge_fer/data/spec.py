@@ -51,6 +51,10 @@ class DataSpec:
             raise DatasetError(f"--dataset {args.dataset} needs --root, the folder that holds it")
         return cls(args.dataset, args.root, getattr(args, "fold", None), getattr(args, "split", None) or "test")
 
+    def as_json(self) -> dict:
+        """Plain JSON values (for results files and worker processes)."""
+        return {"dataset": self.dataset, "root": str(self.root), "fold": self.fold, "split": self.split}
+
     @property
     def data(self) -> str:
         """ "synthetic" or "real": what every figure measured on it is labelled."""

@@ -28,7 +28,7 @@ from edge_fer.preprocessing.clips import to_model_input
 from edge_fer.preprocessing.flow import ALIGN_SIZE, flow_image, motion_profile, optical_flow
 from edge_fer.preprocessing.micro_input import GRID, four_patch_image
 from edge_fer.runtime.backends import open_backend
-from edge_fer.runtime.streaming import resolve_model_path, softmax
+from edge_fer.runtime.streaming import check_model_matches_metadata, resolve_model_path, softmax
 
 __all__ = ["MicroModel", "MicroSpotter", "MicroEvent"]
 
@@ -44,9 +44,10 @@ class MicroModel:
         device: str | None = None,
         threads: int | None = None,
         precision: str | None = None,
+        verify: bool = True,
     ) -> None:
         self.path = resolve_model_path(path)
-        self.artifact = read_artifact(self.path)
+        self.artifact = read_artifact(self.path, verify=verify)
         if self.artifact.model_kind != "htnet":
             raise ArtifactError(
                 f"{self.path} holds a {self.artifact.model_kind} model; --micro-model takes an HTNet artifact"
@@ -58,6 +59,11 @@ class MicroModel:
         self.convention = self.preset.preprocessing.patch_convention or "xy"
         self.backend = open_backend(self.path, backend=backend, device=device, threads=threads, precision=precision)
         self._io = next(iter(self.artifact.inputs)), next(iter(self.artifact.outputs))
+        try:
+            check_model_matches_metadata(self.artifact, self.backend)
+        except ArtifactError:
+            self.backend.close()
+            raise
 
     def image(self, onset_gray: np.ndarray, apex_gray: np.ndarray) -> np.ndarray:
         """HTNet's (28, 28, 3) uint8 input from two aligned grey faces."""
@@ -119,6 +125,10 @@ class MicroSpotter:
 
     def drop(self, track: int) -> None:
         self.histories.pop(track, None)
+
+    def reset(self) -> None:
+        """Forget every track's history."""
+        self.histories.clear()
 
     def spot(self, track: int, frame_count: int) -> MicroEvent | None:
         """Check a track's window (every ``check_every`` frames); an event if a micro-movement ended in it."""

@@ -1,8 +1,10 @@
 """The per-frame pipeline: detect (every N frames) -> track -> align -> buffer -> classify -> events.
 
 ``Pipeline.process(frame)`` does one frame and returns what it found, with the time each
-stage took; the camera command and the benchmarks drive it. No torch, no threads of its
-own (the source decodes in its own thread).
+stage took; ``runtime.camera.run_camera`` (``edge-fer camera``) and the benchmarks drive it.
+Results hold plain values at full precision; rounding for JSON is the events sink's
+(``sinks.format_event``). No torch, no threads of its own (the source decodes in its own
+thread).
 """
 
 from __future__ import annotations
@@ -29,14 +31,12 @@ STAGES = ("decode", "detect", "track", "align", "infer", "micro", "post")
 
 @dataclass
 class PipelineConfig:
-    """Runtime knobs (CLI flags of ``edge-fer camera``)."""
+    """The frame loop's knobs (the label schedule - stride, first-label fill, smoothing - is
+    the ``StreamingClassifier``'s)."""
 
-    stride: int = 4  # label refresh: head every this many frames per face
     detect_every: int = 5  # run the detector every N frames; follow faces by flow in between
     max_faces: int = 8
     max_missed: int = 30  # frames a track survives unseen
-    min_fill: float = 0.5  # fraction of a clip window a track needs before its first label
-    smoothing: float = 0.6  # EMA weight of the newest clip's probabilities
     async_head: bool = False  # run the clip head in a worker thread beside the frame loop
 
 
@@ -71,8 +71,8 @@ def as_bgr8(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _round_box(box: np.ndarray) -> list[float]:
-    return [round(float(v), 1) for v in box]
+def _box(box: np.ndarray) -> list[float]:
+    return [float(v) for v in box]
 
 
 class Pipeline:
@@ -83,6 +83,8 @@ class Pipeline:
         classifier: streaming expression classifier (None: track only).
         micro: micro-expression spotter (optional).
         config: runtime knobs.
+        owns: what ``close()`` closes besides the classifier (``open_pipeline`` passes the
+            models and the detector it opened).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class Pipeline:
         *,
         micro: MicroSpotter | None = None,
         config: PipelineConfig | None = None,
+        owns: tuple = (),
     ) -> None:
         self.config = config or PipelineConfig()
+        self._owned = owns
         self.detector = detector
         self.classifier = classifier
         self.micro = micro
@@ -103,6 +107,30 @@ class Pipeline:
         self.frames_per_track: dict[int, int] = {}
         self.tracks_opened = 0
         self.tracks_closed = 0
+
+    def reset(self) -> None:
+        """Start over on a new video: tracks, clips and labels are forgotten; counters stay."""
+        self.tracker.reset()
+        self.labels.clear()
+        self.micro_labels.clear()
+        self.frames_per_track.clear()
+        for part in (self.classifier, self.micro):
+            if part is not None:
+                part.reset()
+
+    def close(self) -> None:
+        """Stop the background head and close what this pipeline owns (models, detector)."""
+        if self.classifier is not None:
+            self.classifier.close()
+        for thing in reversed(self._owned):
+            thing.close()
+        self._owned = ()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def process(self, frame: Frame) -> FrameResult:
         stage = dict.fromkeys(STAGES, 0.0)
@@ -170,19 +198,19 @@ class Pipeline:
                         self._event(frame, track.id, track.box, "micro", found.label)
                         | {
                             "probs": _probs(self.micro.model.classes, found.probs),
-                            "onset_t": round(found.onset_time, 3),
-                            "apex_t": round(found.apex_time, 3),
-                            "motion": round(found.motion, 2),
+                            "onset_t": float(found.onset_time),
+                            "apex_t": float(found.apex_time),
+                            "motion": float(found.motion),
                         }
                     )
             stage["micro"] = _since(clock)
         now = time.perf_counter()
         for event in events:
             # from the moment the clip's newest frame was available to this event
-            event["latency_ms"] = round((now - event_origin.get(id(event), frame).captured) * 1000, 2)
+            event["latency_ms"] = (now - event_origin.get(id(event), frame).captured) * 1000
         faces = []
         for track in visible:
-            face = {"track": track.id, "box": _round_box(track.box)}
+            face = {"track": track.id, "box": _box(track.box)}
             if track.id in self.labels:
                 face["label"], face["score"] = self.labels[track.id]
             if track.id in self.micro_labels:
@@ -192,10 +220,10 @@ class Pipeline:
 
     def _event(self, frame: Frame, track: int, box: np.ndarray, kind: str, label: str) -> dict[str, Any]:
         return {
-            "t": round(frame.time, 3),
+            "t": float(frame.time),
             "frame": frame.index,
             "track": track,
-            "box": _round_box(box),
+            "box": _box(box),
             "kind": kind,
             "label": label,
         }
@@ -216,7 +244,7 @@ def _since(clock: float) -> float:
 
 
 def _probs(classes: list[str], probs: np.ndarray) -> dict[str, float]:
-    return {name: round(float(p), 4) for name, p in zip(classes, probs)}
+    return {name: float(p) for name, p in zip(classes, probs)}
 
 
 @dataclass

@@ -18,7 +18,27 @@ import numpy as np
 from edge_fer.errors import BackendError
 from edge_fer.fileio import check_writable
 
-__all__ = ["EventLog", "Recorder", "Display", "draw_overlay"]
+__all__ = ["EventLog", "Recorder", "Display", "draw_overlay", "format_event"]
+
+
+# Decimals kept per event field in JSON: ~1 ms, a tenth of a pixel, 4 digits of probability.
+_DECIMALS = {"t": 3, "onset_t": 3, "apex_t": 3, "latency_ms": 2, "motion": 2, "box": 1, "probs": 4}
+
+
+def format_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as written to JSON: times, boxes and probabilities rounded to what they mean."""
+    out = {}
+    for key, value in event.items():
+        places = _DECIMALS.get(key)
+        if places is None:
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = {k: round(float(v), places) for k, v in value.items()}
+        elif isinstance(value, (list, tuple)):
+            out[key] = [round(float(v), places) for v in value]
+        else:
+            out[key] = round(float(value), places)
+    return out
 
 
 class EventLog:
@@ -36,7 +56,7 @@ class EventLog:
         if self.failed:
             return
         try:
-            self.file.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self.file.write(json.dumps(format_event(event), separators=(",", ":")) + "\n")
             self.file.flush()
             self.count += 1
         except OSError as exc:

@@ -283,6 +283,15 @@ class StreamingClassifier:
         self.buffers.pop(track, None)
         self.smoothers.pop(track, None)
 
+    def reset(self) -> None:
+        """Forget every track's clip and label (a head still running in the background is
+        waited for and its result dropped)."""
+        if self._future is not None:
+            self._future.result()
+        self._future, self._pending = None, None
+        self.buffers.clear()
+        self.smoothers.clear()
+
     def due(self) -> list[int]:
         """Tracks whose label is due: ``stride`` new frames and enough history."""
         return [

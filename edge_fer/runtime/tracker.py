@@ -115,6 +115,11 @@ class FaceTracker:
         self._prev_gray = gray
         return [t for t in self.tracks if t.visible]
 
+    def reset(self) -> None:
+        """Forget every track (a new video or a camera cut); the next IDs continue upwards, so
+        an ID is never reused within one tracker."""
+        self.tracks, self.closed, self._prev_gray = [], [], None
+
     def drain_closed(self) -> list[Track]:
         closed, self.closed = self.closed, []
         return closed
