@@ -171,7 +171,7 @@ def _bench(out: Path, name: str, *, checkpoint: Path, qat: Path, dataset: str, r
     if (results / "results.json").exists():
         return results
     print(f"benchmarks.real: edge-fer bench on {name}", flush=True)
-    data = ["--eval-dataset", dataset, "--eval-root", str(root), "--eval-fold", "1"]
+    data = ["--dataset", dataset, "--root", str(root), "--fold", "1"]
     calib = f"dataset={dataset},root={root},fold=1,samples=64"
     models = out / "bench_models" / name
     exports = [
@@ -205,7 +205,7 @@ def _bench(out: Path, name: str, *, checkpoint: Path, qat: Path, dataset: str, r
             models / "ov_int8_qat" / "model.xml",
             *sorted((models / "trt_int8_ptq").glob("*.onnx")),
         ]
-        bench = ["edge_fer", "bench", "--artifacts", *map(str, artifacts), "--eval-dataset", dataset]
+        bench = ["edge_fer", "bench", "--artifacts", *map(str, artifacts), "--dataset", dataset]
         bench += ["--root", str(root), "--fold", "1", "--out", str(results), "--force", "--no-progress"]
         handle.write(f"+ python -m {' '.join(bench)}\n")
         handle.flush()

@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         args.model = untrained_int8(args.preset, out, calib_video, samples=64)
     pair = find_pair(args.model / "model.xml")
     if pair is None:
-        raise SystemExit(f"{args.model} has no backbone/head pair (export with python -m export.openvino --part all)")
+        raise SystemExit(
+            f"{args.model} has no backbone/head pair (export it with python -m export.openvino, which writes the pair)"
+        )
     head_xml = pair[1]
 
     macs = head_macs(args.preset)

@@ -6,7 +6,8 @@ flow images (N, 28, 28, 3). From a dataset the clips are made the way evaluation
 (centred sampling, resize), from the training split only and stratified by class; from
 videos they are made the way the runtime makes them (detect, align, window). The set is
 saved as ``.npz`` with its description and a sha256 of its content, which every quantized
-artifact records.
+artifact records. ``calibration_file`` builds one into a file, or reuses the file when it
+was built the same way (``python -m calibration``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ from typing import Any
 
 import numpy as np
 
+from edge_fer.data.spec import DataSpec
 from edge_fer.errors import DatasetError
 from edge_fer.fileio import atomic_output
 from edge_fer.presets import ModelPreset, Preprocessing
 
-__all__ = ["CalibrationSet", "load_calibration", "build_from_dataset", "build_from_videos", "model_inputs"]
+__all__ = [
+    "CalibrationSet",
+    "load_calibration",
+    "build_from_dataset",
+    "build_from_videos",
+    "calibration_file",
+    "model_inputs",
+]
 
 
 @dataclass
@@ -129,7 +138,7 @@ def build_from_dataset(
     sample when ``fold`` is None).
     """
     root = Path(root)
-    source = {"kind": "dataset", "dataset": dataset, "root": str(root), "fold": fold, "samples": samples, "seed": seed}
+    source = _dataset_source(dataset, root, fold, samples, seed)
     if preset.family == "stt":
         from edge_fer.data.dfer import DFER_DATASETS, read_dfer
         from edge_fer.preprocessing.clips import clip_indices, load_frames, resize_frame
@@ -204,5 +213,69 @@ def build_from_videos(
         raise DatasetError(f"no face clips found in {', '.join(map(str, videos))}")
     chosen = np.linspace(0, len(clips) - 1, min(samples, len(clips))).round().astype(int)
     images = np.stack([clips[i] for i in chosen])
-    source = {"kind": "videos", "videos": [str(v) for v in videos], "stride": stride, "samples": samples}
+    source = _videos_source(videos, stride, samples)
     return CalibrationSet(images, np.full(len(images), -1), {"source": source, "preset": preset.name})
+
+
+def _dataset_source(dataset: str, root: str | os.PathLike, fold: int | None, samples: int, seed: int) -> dict:
+    """How a set from a dataset was made, as its ``meta["source"]`` records it."""
+    return {"kind": "dataset", "dataset": dataset, "root": str(root), "fold": fold, "samples": samples, "seed": seed}
+
+
+def _videos_source(videos: Sequence[str | os.PathLike], stride: float, samples: int) -> dict:
+    """How a set from videos was made, as its ``meta["source"]`` records it."""
+    return {"kind": "videos", "videos": [str(v) for v in videos], "stride": stride, "samples": samples}
+
+
+def calibration_file(
+    out: str | os.PathLike,
+    preset: ModelPreset,
+    *,
+    data: DataSpec | None = None,
+    videos: Sequence[str | os.PathLike] = (),
+    samples: int = 128,
+    seed: int = 0,
+    stride: float = 0.5,
+    force: bool = False,
+) -> tuple[CalibrationSet, bool]:
+    """Build a calibration set for ``preset`` and save it to ``out`` (.npz); a file already
+    there that was built the same way for the same preset is reused unless ``force``.
+
+    Args:
+        out: the ``.npz`` to write.
+        preset: the model's preset (clip layout, preprocessing).
+        data: build from this dataset: the *training* part of its fold (its split is not read:
+            calibration never uses test data); HTNet: see ``build_from_dataset``.
+        videos: or from face clips of these videos (clip models).
+        samples: clips (or images) in the set; seed: the stratified draw (datasets);
+            stride: seconds between clips (videos).
+        force: rebuild even when the file matches.
+
+    Returns:
+        The set and whether the existing file was reused.
+    """
+    if (data is None) == (not videos):
+        raise ValueError("calibration_file takes data (a DataSpec) or videos, one of them")
+    if data is not None:
+        wanted = _dataset_source(data.dataset, data.root, data.fold, samples, seed)
+    else:
+        wanted = _videos_source(videos, stride, samples)
+    out = Path(out)
+    if out.exists() and not force:
+        existing = load_calibration(out)
+        if existing.meta.get("source") == wanted and existing.meta.get("preset") == preset.name:
+            return existing, True
+    if data is not None:
+        calib = build_from_dataset(
+            preset,
+            dataset=data.dataset,
+            root=data.root,
+            fold=data.fold,
+            samples=samples,
+            seed=seed,
+            cache=out.parent / "flow-cache",
+        )
+    else:
+        calib = build_from_videos(preset, videos, stride=stride, samples=samples)
+    calib.save(out, force=True)
+    return calib, False

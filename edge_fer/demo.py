@@ -157,7 +157,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
     data, runs, models, videos = out / "data", out / "runs", out / "models", out / "videos"
     stt = ["--dataset", "dfew", "--root", str(data / "dfer"), "--fold", "1"]
     # recorded in the sidecars, so that `edge-fer camera --model models` can choose among them
-    evaluate = ["--eval-dataset", "dfew", "--eval-root", str(data / "dfer"), "--eval-fold", "1"]
+    evaluate = ["--dataset", "dfew", "--root", str(data / "dfer"), "--fold", "1"]
 
     steps.run(
         "Synthetic DFER set",
@@ -230,7 +230,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False) -> Path:
     )
     steps.run(
         "edge-fer bench",
-        *("-m", "edge_fer", "bench", "--run", str(models), "--artifacts", best, "--eval-dataset", "dfew"),
+        *("-m", "edge_fer", "bench", "--run", str(models), "--artifacts", best, "--dataset", "dfew"),
         *("--root", str(data / "dfer"), "--fold", "1", "--min-time", str(sizes.bench_min_time)),
         *("--min-iters", str(sizes.bench_min_iters), "--out", str(out / "bench"), "--no-progress"),
         *("--video", str(videos / "demo.mp4"), "--video-frames", str(sizes.bench_video_frames)),

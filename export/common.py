@@ -1,10 +1,11 @@
-"""What the exporters share: loading checkpoints, part I/O, calibration specs, sidecars."""
+"""What the exporters share: loading checkpoints, parts and their file names, part I/O,
+calibration sets, sidecars and the evaluation after export."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +13,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_fer.artifacts import sha256_file, tool_versions, write_sidecar
+from calibration.sets import CalibrationSet, build_from_dataset, build_from_videos, load_calibration
+from edge_fer.artifacts import artifact_files, part_path, sha256_file, tool_versions, write_sidecar
+from edge_fer.cli.args import add_data_arguments
+from edge_fer.data.spec import DataSpec
 from edge_fer.errors import ArtifactError, DatasetError
+from edge_fer.fileio import check_writable
 from edge_fer.models.checkpoint import load_model
 from edge_fer.presets import ModelPreset
+from export.settings import CalibrationSource, ExportRequestError, silent
 
 __all__ = [
     "Exportable",
     "load_exportable",
+    "select_parts",
+    "part_outputs",
     "part_io",
     "tool_versions",
     "resolve_calibration",
     "part_calibration",
-    "add_eval_arguments",
+    "add_evaluation_arguments",
     "describe_and_evaluate",
 ]
 
@@ -74,6 +82,31 @@ def load_exportable(checkpoint: str | os.PathLike) -> Exportable:
     return Exportable(checkpoint)
 
 
+def select_parts(exportable: Exportable, parts: str | Sequence[str]) -> tuple[str, ...]:
+    """``parts`` ("all", one part or several) checked against the model's parts.
+
+    Raises:
+        ExportRequestError: a part the model does not have.
+    """
+    chosen = exportable.parts if parts == "all" else (parts,) if isinstance(parts, str) else tuple(parts)
+    missing = [p for p in chosen if p not in exportable.parts]
+    if missing or not chosen:
+        raise ExportRequestError(
+            f"a {exportable.kind} model has parts {', '.join(exportable.parts)}, not {', '.join(missing) or 'none'}"
+        )
+    return chosen
+
+
+def part_outputs(full: Path, parts: Sequence[str], *, force: bool) -> dict[str, Path]:
+    """Each part's file beside the full model's (``edge_fer.artifacts.part_path``), every file of
+    them (an IR's .bin too) checked writable before any work."""
+    paths = {part: part_path(full, part) for part in parts}
+    for path in paths.values():
+        for file in artifact_files(path):
+            check_writable(file, force=force)
+    return paths
+
+
 def part_io(model: nn.Module, part: str) -> tuple[dict[str, list], dict[str, list]]:
     """Input and output names with shapes (None = the dynamic batch axis)."""
     example = model.example_input(part, batch=1)
@@ -83,8 +116,8 @@ def part_io(model: nn.Module, part: str) -> tuple[dict[str, list], dict[str, lis
     return ({input_name: [None, *example.shape[1:]]}, {output_name: [None, *output.shape[1:]]})
 
 
-def resolve_calibration(spec: str | None, preset: ModelPreset, *, cache_dir: Path):
-    """A calibration set from ``--calib SPEC``.
+def resolve_calibration(spec: CalibrationSource | None, preset: ModelPreset, *, cache_dir: Path) -> CalibrationSet:
+    """A calibration set: as given, or from ``--calib SPEC``.
 
     SPEC is a ``.npz`` written by ``python -m calibration``, or ``key=value`` pairs:
     ``dataset=dfew,root=DIR,fold=1[,samples=128][,seed=0]`` (HTNet: also
@@ -95,14 +128,14 @@ def resolve_calibration(spec: str | None, preset: ModelPreset, *, cache_dir: Pat
     Raises:
         DatasetError: no spec, a malformed one, or missing data.
     """
-    from calibration.sets import build_from_dataset, build_from_videos, load_calibration
-
+    if isinstance(spec, CalibrationSet):
+        return spec
     if not spec:
         raise DatasetError(
             "INT8 needs calibration data: pass --calib CALIB.npz (from `python -m calibration`) "
             "or --calib dataset=NAME,root=DIR,fold=K"
         )
-    if spec.endswith(".npz") and "=" not in spec:
+    if isinstance(spec, os.PathLike) or (spec.endswith(".npz") and "=" not in spec):
         return load_calibration(spec)
     try:
         fields = dict(item.split("=", 1) for item in spec.split(","))
@@ -152,11 +185,11 @@ def part_calibration(
     return [tokens[i : i + 1] for i in range(len(tokens))]
 
 
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("evaluation after export (recorded in the sidecar)")
-    group.add_argument("--eval-dataset", help="dataset to evaluate the exported model on")
-    group.add_argument("--eval-root", type=Path, help="its folder")
-    group.add_argument("--eval-fold", type=int, help="its test fold (DFER)")
+def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The exporters' ``--dataset/--root/--fold`` to evaluate the export on (old: ``--eval-*``)."""
+    add_data_arguments(
+        parser, what="evaluation after export (recorded in the sidecar)", old_prefix="eval-", split=False
+    )
 
 
 def describe_and_evaluate(
@@ -166,11 +199,12 @@ def describe_and_evaluate(
     precision: str,
     *,
     quantization: dict | None,
-    args: argparse.Namespace,
+    evaluation: DataSpec | None = None,
     extra: dict | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = silent,
 ) -> None:
-    """Write the sidecar; with --eval-*, evaluate the full-model artifact and record the metrics."""
+    """Write the sidecar; with ``evaluation``, evaluate the full-model artifact on that data and
+    record the metrics in the sidecar too. ``log`` gets the metrics and a "wrote" line."""
     inputs, outputs = part_io(exportable.model, part)
     if "features" in exportable.payload:  # HTNet: how its flow input was made
         extra = {**(extra or {}), "features": exportable.payload["features"]}
@@ -187,12 +221,17 @@ def describe_and_evaluate(
         extra=extra,
     )
     write_sidecar(path, **fields)
-    if getattr(args, "eval_dataset", None) and part == "full":
+    if evaluation is not None and part == "full":
         from edge_fer.evaluation import evaluate_artifact
 
-        report = evaluate_artifact(path, dataset=args.eval_dataset, root=args.eval_root, fold=args.eval_fold)
+        report = evaluate_artifact(
+            path, dataset=evaluation.dataset, root=evaluation.root, fold=evaluation.fold, split=evaluation.split
+        )
         metrics = {
             k: report[k] for k in ("data", "dataset", "fold", "split", "uar", "war", "uf1", "samples") if k in report
         }
         write_sidecar(path, **fields, metrics=metrics)
-        log(f"  {path.name}: {metrics['data']} {metrics['dataset']} UAR {metrics['uar']:.4f} WAR {metrics['war']:.4f}")
+        summary = f"{metrics['data']} {metrics['dataset']} UAR {metrics['uar']:.4f} WAR {metrics['war']:.4f}"
+        log(f"  {path.name}: {summary}")
+    method = f", {quantization['method']}" if quantization else ""
+    log(f"wrote {path} ({part}, {precision}{method})")

@@ -1,27 +1,35 @@
 """Export a model (or one of its streaming parts) to ONNX.
 
     python -m export.onnx --checkpoint RUN/best.pt --out model.onnx [--part full|backbone|head|all]
+        [--dataset D --root DIR --fold K] [--force]
+
+From Python: ``export_checkpoint_onnx(checkpoint, out, parts="all")`` (sidecars, parts, the
+evaluation after export), or ``export_onnx(model, out)`` for a bare ``nn.Module``.
 
 Uses torch's TorchScript-based exporter (``dynamo=False``): NNCF's quantizer modules export
 their Q/DQ pairs through it, so float and quantization-aware-trained models take the same
 path (a QAT checkpoint gives a Q/DQ INT8 ONNX). Every graph gets a dynamic batch axis: the
 runtime batches frames across faces (STT backbone) and clips across tracks (head). Each
-file gets its metadata sidecar (``model.onnx.json``).
+file gets its metadata sidecar (``model.onnx.json``); the parts sit beside the full model
+(``model.backbone.onnx``, ``model.head.onnx``: ``edge_fer.artifacts.part_path``).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from edge_fer.cli.args import Parser
-from edge_fer.fileio import atomic_output, check_writable
+from edge_fer.data.spec import DataSpec
+from edge_fer.fileio import atomic_output
+from export.settings import check_artifact_suffix, silent, usage_errors
 
-__all__ = ["DEFAULT_OPSET", "export_onnx", "main"]
+__all__ = ["DEFAULT_OPSET", "export_onnx", "export_checkpoint_onnx", "build_parser", "main"]
 
 DEFAULT_OPSET = 17
 
@@ -84,13 +92,52 @@ def _qdq_export_mode(model: nn.Module) -> None:
         set_qdq_export(model)
 
 
-def part_paths(out: Path, parts: tuple[str, ...]) -> dict[str, Path]:
-    """``model.onnx`` + parts -> ``model.onnx`` (full), ``model.backbone.onnx``, ``model.head.onnx``."""
-    return {part: out if part == "full" else out.with_name(f"{out.stem}.{part}{out.suffix}") for part in parts}
+def export_checkpoint_onnx(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    parts: str | Sequence[str] = "full",
+    opset: int = DEFAULT_OPSET,
+    evaluation: DataSpec | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = silent,
+) -> list[Path]:
+    """Export a checkpoint's model to ONNX, each file with its metadata sidecar.
+
+    A float checkpoint gives FP32 ONNX; a QAT checkpoint INT8 Q/DQ ONNX.
+
+    Args:
+        checkpoint: ``RUN/best.pt`` (float or QAT).
+        out: the full model's ``.onnx``; the other parts go beside it (``X.backbone.onnx``).
+        parts: "full", "backbone", "head" (STT), several of them, or "all".
+        opset: ONNX opset (17 or newer).
+        evaluation: data to evaluate the exported full model on; the metrics go in its sidecar.
+        force: overwrite existing files (without it nothing is written if one exists).
+        log: called with a line per written file (and the evaluation's metrics).
+
+    Returns:
+        The written files, in the model's part order.
+
+    Raises:
+        ExportRequestError: ``out`` not ending in .onnx, or a part the model lacks.
+    """
+    from export.common import describe_and_evaluate, load_exportable, part_outputs, select_parts
+
+    out = check_artifact_suffix(out, "onnx")
+    exportable = load_exportable(checkpoint)
+    paths = part_outputs(out, select_parts(exportable, parts), force=force)  # refuse before writing anything
+    precision = "int8" if exportable.qat else "fp32"
+    quantization = {"method": "nncf-qat", "target": exportable.qat_target, "format": "qdq"} if exportable.qat else None
+    for part, path in paths.items():
+        export_onnx(exportable.model, path, part=part, opset=opset, force=force)
+        describe_and_evaluate(
+            path, exportable, part, precision, quantization=quantization, evaluation=evaluation, log=log
+        )
+    return list(paths.values())
 
 
-def main(argv: list[str] | None = None) -> int:
-    from export.common import add_eval_arguments, describe_and_evaluate, load_exportable
+def build_parser() -> Parser:
+    from export.common import add_evaluation_arguments
 
     parser = Parser(prog="python -m export.onnx", description="Export a checkpoint to ONNX (with metadata sidecar).")
     parser.add_argument("--checkpoint", required=True, type=Path, help="RUN/best.pt (float or QAT)")
@@ -103,23 +150,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
-    add_eval_arguments(parser)
+    add_evaluation_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.out.suffix != ".onnx":
-        parser.error(f"--out must end in .onnx, got {args.out}")
-    exportable = load_exportable(args.checkpoint)
-    parts = exportable.parts if args.part == "all" else (args.part,)
-    if any(p not in exportable.parts for p in parts):
-        parser.error(f"a {exportable.kind} model has parts {', '.join(exportable.parts)}, not {args.part}")
-    paths = part_paths(args.out, parts)
-    for path in paths.values():
-        check_writable(path, force=args.force)  # refuse before writing anything
-    precision = "int8" if exportable.qat else "fp32"
-    quantization = {"method": "nncf-qat", "target": exportable.qat_target, "format": "qdq"} if exportable.qat else None
-    for part, path in paths.items():
-        export_onnx(exportable.model, path, part=part, opset=args.opset, force=args.force)
-        describe_and_evaluate(path, exportable, part, precision, quantization=quantization, args=args)
-        print(f"wrote {path} ({part}, {precision})")
+    with usage_errors(parser):
+        export_checkpoint_onnx(
+            args.checkpoint,
+            args.out,
+            parts=args.part,
+            opset=args.opset,
+            evaluation=DataSpec.from_args(args),
+            force=args.force,
+            log=print,
+        )
     return 0
 
 

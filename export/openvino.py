@@ -1,10 +1,11 @@
 """Export a checkpoint to OpenVINO IR in FP32, FP16 or INT8.
 
     python -m export.openvino --checkpoint RUN/best.pt --precision fp32|fp16|int8 [--qat]
-        [--calib SPEC] [--max-drop 0.01 --val SPEC] --out DIR [--force]
+        [--calib SPEC] [--max-drop 0.01 --val SPEC] --out DIR [--dataset D --root DIR --fold K] [--force]
 
-Writes ``DIR/model.xml`` + ``.bin`` (and for STT ``DIR/backbone.xml``, ``DIR/head.xml``, the
-streaming pair), each with its metadata sidecar.
+Writes ``DIR/model.xml`` + ``.bin`` (and for STT ``DIR/model.backbone.xml``,
+``DIR/model.head.xml``, the streaming pair: ``edge_fer.artifacts.part_path``), each with its
+metadata sidecar. From Python: ``export_openvino(checkpoint, out, precision=...)``.
 
 - fp32: the model as is. OpenVINO runs it in bf16 on CPUs that support bf16 unless told
   ``INFERENCE_PRECISION_HINT=f32``; edge-fer's runtime and eval say which they use.
@@ -22,17 +23,27 @@ streaming pair), each with its metadata sidecar.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edge_fer.cli.args import Parser
+from edge_fer.cli.args import PRECISION_CHOICES, Parser
+from edge_fer.data.spec import DataSpec
 from edge_fer.errors import ArtifactError
-from edge_fer.fileio import check_writable
+from export.settings import CalibrationSource, QuantizationSettings, silent, usage_errors
 
-__all__ = ["main", "convert_part", "post_training_int8", "accuracy_controlled_int8"]
+__all__ = [
+    "export_openvino",
+    "build_parser",
+    "main",
+    "convert_part",
+    "post_training_int8",
+    "accuracy_controlled_int8",
+]
 
 
 def convert_part(exportable, part: str):
@@ -151,18 +162,88 @@ def _accuracy_controlled(ov_model, exportable, calibration, val, max_drop: float
     return quantized, {**val.describe(), "metric": metric, "float": before, "int8": after}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from export.common import (
-        add_eval_arguments,
-        describe_and_evaluate,
-        load_exportable,
-        part_calibration,
-        resolve_calibration,
-    )
+def export_openvino(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    precision: str,
+    parts: str | Sequence[str] = "all",
+    calibration: CalibrationSource | None = None,
+    quantization: QuantizationSettings | None = None,
+    evaluation: DataSpec | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = silent,
+) -> list[Path]:
+    """Export a checkpoint to OpenVINO IR, each part with its metadata sidecar.
+
+    Args:
+        checkpoint: ``RUN/best.pt`` (float; for int8 also a QAT checkpoint).
+        out: the output folder: ``model.xml`` + ``.bin``, the parts beside it (``model.head.xml``).
+        precision: "fp32", "fp16" (weights) or "int8".
+        parts: "all" (the default: STT's streaming pair too), one part, or several.
+        calibration: int8 post-training: a ``CalibrationSet``, a ``.npz`` from ``python -m
+            calibration`` or a ``--calib`` spec (``dataset=NAME,root=DIR,fold=K[,samples=N]``).
+            Sets built from a spec are cached in ``out``.
+        quantization: int8: the method (default: post-training, or the trained INT8 of a QAT
+            checkpoint) and its settings. Calibration and quantization are for int8 only.
+        evaluation: data to evaluate the exported full model on; the metrics go in its sidecar.
+        force: overwrite existing files (without it nothing is written if one exists).
+        log: called with a line per written file (and the evaluation's metrics).
+
+    Returns:
+        The written ``.xml`` files, in the model's part order.
+
+    Raises:
+        ExportRequestError: a precision or method the checkpoint does not allow, a part it lacks.
+        ArtifactError: accuracy-controlled INT8 that missed its target (nothing written for it).
+        DatasetError: int8 post-training without calibration data.
+    """
+    from export.common import describe_and_evaluate, load_exportable, part_outputs, resolve_calibration, select_parts
+
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
+    out = Path(out)
+    settings = quantization or QuantizationSettings()
+    exportable = load_exportable(checkpoint)
+    method = settings.method_for(checkpoint, qat=exportable.qat, precision=precision)
+    paths = part_outputs(out / "model.xml", select_parts(exportable, parts), force=force)  # refuse before any work
+    calibration_set = val = None
+    if method in ("ptq", "accuracy-controlled"):
+        calibration_set = resolve_calibration(calibration, exportable.preset, cache_dir=out)
+    if method == "accuracy-controlled":
+        val = resolve_calibration(settings.validation, exportable.preset, cache_dir=out)
+    for part, path in paths.items():
+        ov_model, record = _quantized_part(exportable, part, method, calibration_set, val, settings.max_drop)
+        _save(ov_model, path, compress_to_fp16=precision == "fp16")
+        describe_and_evaluate(path, exportable, part, precision, quantization=record, evaluation=evaluation, log=log)
+    return list(paths.values())
+
+
+def _quantized_part(exportable, part: str, method: str | None, calibration, val, max_drop: float | None):
+    """The part as an OpenVINO model, quantized by ``method``, and its quantization record."""
+    from export.common import part_calibration
+
+    ov_model = convert_part(exportable, part)
+    if method == "qat":
+        return ov_model, {"method": "nncf-qat", "target": exportable.qat_target}
+    if method is None:
+        return ov_model, None
+    samples = part_calibration(exportable, calibration.images, part)
+    record = {"method": "nncf-ptq", "calibration": calibration.describe(), "model_type": "transformer"}
+    if method == "accuracy-controlled" and part == "full":  # the STT parts are quantized without control
+        ov_model, validation = _accuracy_controlled(ov_model, exportable, samples, val, max_drop)
+        record.update(method="nncf-ptq-accuracy-control", max_drop=max_drop, validation=validation)
+    else:
+        ov_model = post_training_int8(ov_model, samples)
+    return ov_model, record
+
+
+def build_parser() -> Parser:
+    from export.common import add_evaluation_arguments
 
     parser = Parser(prog="python -m export.openvino", description="Export a checkpoint to OpenVINO IR.")
     parser.add_argument("--checkpoint", required=True, type=Path, help="RUN/best.pt (float, or QAT for int8)")
-    parser.add_argument("--precision", required=True, choices=("fp32", "fp16", "int8"))
+    parser.add_argument("--precision", required=True, choices=PRECISION_CHOICES)
     parser.add_argument("--qat", action="store_true", help="int8 from a QAT checkpoint (python -m train.stt --qat)")
     parser.add_argument("--calib", help="int8 post-training: CALIB.npz or dataset=NAME,root=DIR,fold=K[,samples=N]")
     parser.add_argument("--max-drop", type=float, help="int8: accuracy-controlled quantization, largest drop (0.01)")
@@ -173,45 +254,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
-    add_eval_arguments(parser)
-    args = parser.parse_args(argv)
+    add_evaluation_arguments(parser)
+    return parser
 
-    exportable = load_exportable(args.checkpoint)
-    if args.qat and not exportable.qat:
-        parser.error(f"--qat: {args.checkpoint} is not a QAT checkpoint (train one with python -m train.stt --qat)")
-    if exportable.qat and args.precision != "int8":
-        parser.error(f"{args.checkpoint} is quantization-aware-trained: export it with --precision int8")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.max_drop is not None and not args.val:
         parser.error("--max-drop needs --val (a labelled validation set, never the test split)")
-    ptq = args.precision == "int8" and not exportable.qat
-    parts = exportable.parts
-    paths = {p: args.out / ("model.xml" if p == "full" else f"{p}.xml") for p in parts}
-    for path in paths.values():  # refuse before any work
-        check_writable(path, force=args.force)
-        check_writable(path.with_suffix(".bin"), force=args.force)
-    calibration = resolve_calibration(args.calib, exportable.preset, cache_dir=args.out) if ptq else None
-    val = resolve_calibration(args.val, exportable.preset, cache_dir=args.out) if args.max_drop is not None else None
-
-    for part, path in paths.items():
-        ov_model = convert_part(exportable, part)
-        quantization = None
-        if ptq:
-            samples = part_calibration(exportable, calibration.images, part)
-            validation = None
-            if args.max_drop is not None and part == "full":
-                ov_model, validation = _accuracy_controlled(ov_model, exportable, samples, val, args.max_drop)
-                method = "nncf-ptq-accuracy-control"
-            else:
-                ov_model = post_training_int8(ov_model, samples)
-                method = "nncf-ptq"
-            quantization = {"method": method, "calibration": calibration.describe(), "model_type": "transformer"}
-            if validation is not None:
-                quantization.update(max_drop=args.max_drop, validation=validation)
-        elif exportable.qat:
-            quantization = {"method": "nncf-qat", "target": exportable.qat_target}
-        _save(ov_model, path, compress_to_fp16=args.precision == "fp16")
-        describe_and_evaluate(path, exportable, part, args.precision, quantization=quantization, args=args)
-        print(f"wrote {path} ({part}, {args.precision}{', ' + quantization['method'] if quantization else ''})")
+    method = "qat" if args.qat else "accuracy-controlled" if args.max_drop is not None else None
+    with usage_errors(parser, (ValueError,)):
+        quantization = QuantizationSettings(method=method, max_drop=args.max_drop, validation=args.val)
+    with usage_errors(parser):
+        export_openvino(
+            args.checkpoint,
+            args.out,
+            precision=args.precision,
+            calibration=args.calib,
+            quantization=quantization,
+            evaluation=DataSpec.from_args(args),
+            force=args.force,
+            log=print,
+        )
     return 0
 
 

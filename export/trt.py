@@ -1,8 +1,10 @@
 """TensorRT engines - built on the target device - and the engine-ready ONNX they come from.
 
     python -m export.trt (--onnx model.onnx | --checkpoint RUN/best.pt) --precision fp16|int8
-        --out model.engine [--calib SPEC] [--part full|backbone|head]
+        --out model.engine|model.plan [--calib SPEC] [--part full|backbone|head]
         [--workspace MB] [--timing-cache FILE] [--dla-core N] [--max-batch N] [--force]
+
+From Python: ``export_tensorrt(source, out, precision=..., engine=EngineSettings(...))``.
 
 Engines are specific to the GPU and the TensorRT version, so run this on the Jetson (or
 the GPU) that will use the engine. Supports TensorRT 8.6, 10.x and 11.x, with explicit
@@ -30,20 +32,85 @@ command that builds the engine on the target is printed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_fer.artifacts import read_artifact, tool_versions, write_sidecar
-from edge_fer.cli.args import Parser
+from edge_fer.artifacts import ARTIFACT_KINDS, read_artifact, tool_versions, write_sidecar
+from edge_fer.cli.args import PRECISION_CHOICES, Parser
 from edge_fer.errors import ArtifactError, BackendError
 from edge_fer.fileio import atomic_output, check_writable
 from edge_fer.presets import ModelPreset
+from export.settings import (
+    CALIBRATION_METHODS,
+    CalibrationSource,
+    ExportRequestError,
+    QuantizationSettings,
+    check_artifact_suffix,
+    silent,
+    usage_errors,
+)
 
-__all__ = ["EXIT_NO_TENSORRT", "main", "build_parser", "build_engine", "trtexec_commands", "engine_ready_onnx"]
+__all__ = [
+    "EXIT_NO_TENSORRT",
+    "PRECISIONS",
+    "EngineSettings",
+    "TensorRTExport",
+    "export_tensorrt",
+    "main",
+    "build_parser",
+    "build_engine",
+    "trtexec_commands",
+    "engine_ready_onnx",
+]
 
 EXIT_NO_TENSORRT = 3
+PRECISIONS = PRECISION_CHOICES[1:]  # fp16, int8: an FP32 engine is not worth building
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How TensorRT builds an engine.
+
+    Attributes:
+        max_batch: the largest batch (faces or tracks) in one run; the runtime splits larger
+            ones. With ``dla_core`` the only batch (DLA needs min = opt = max).
+        workspace: the builder's workspace in MiB.
+        timing_cache: a timing cache to reuse and update (faster rebuilds); one made on
+            another GPU or TensorRT version is replaced.
+        dla_core: build for this DLA core (AGX Orin, Orin NX), GPU fallback on.
+    """
+
+    max_batch: int = 8
+    workspace: int = 1024
+    timing_cache: Path | None = None
+    dla_core: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch (--max-batch) must be at least 1, got {self.max_batch}")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ValueError(f"dla_core (--dla-core) is a DLA core number (0, 1, ...), got {self.dla_core}")
+
+
+@dataclass(frozen=True)
+class TensorRTExport:
+    """What ``export_tensorrt`` wrote.
+
+    Attributes:
+        engine_ready: the FP16 or INT8 Q/DQ ONNX the engine is built from (with its sidecar).
+        engine: the engine, or None where TensorRT is not installed.
+        commands: then, the ``trtexec`` lines that build it on the target ("tensorrt<11",
+            "tensorrt>=11").
+    """
+
+    engine_ready: Path
+    engine: Path | None
+    commands: dict[str, str] = field(default_factory=dict)
 
 
 def tensorrt_available() -> bool:
@@ -225,53 +292,170 @@ def _device_properties() -> dict:
     return {"gpu": props.name.decode(errors="replace").strip("\x00"), "sm": f"{props.major}.{props.minor}"}
 
 
-def engine_ready_onnx(args, exportable, target: Path) -> dict:
-    """Write the FP16 or INT8 Q/DQ ONNX for TensorRT to ``target``; return its quantization record."""
+def export_tensorrt(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    precision: str,
+    part: str = "full",
+    calibration: CalibrationSource | None = None,
+    quantization: QuantizationSettings | None = None,
+    engine: EngineSettings = EngineSettings(),
+    force: bool = False,
+    log: Callable[[str], None] = silent,
+) -> TensorRTExport:
+    """Write the engine-ready ONNX for TensorRT, then (where TensorRT is installed) build the engine.
+
+    Args:
+        source: a checkpoint (``RUN/best.pt``: float, or QAT for TensorRT), or an ONNX: an FP32
+            one from ``export.onnx`` (for fp16) or an engine-ready ``model.fp16/int8.onnx``; an
+            ONNX needs no torch, so this runs on a Jetson.
+        out: the ``.engine`` (or ``.plan``); the engine-ready ONNX goes beside it
+            (``model.int8.onnx``).
+        precision: "fp16" or "int8".
+        part: from a checkpoint: "full", "backbone" or "head" (an ONNX is one part already).
+        calibration: int8 post-training from a float checkpoint: a ``CalibrationSet``, a ``.npz``
+            or a ``--calib`` spec (a set built from a spec is cached beside ``out``).
+        quantization: int8 from a checkpoint: "ptq" (ONNX Runtime, signed symmetric Q/DQ) or
+            "qat" and the range estimator; default: as the checkpoint says.
+        engine: the builder's settings.
+        force: overwrite existing files.
+        log: called with a line per written file.
+
+    Returns:
+        The engine-ready ONNX and the engine (None without TensorRT, with the commands that
+        build it on the target).
+
+    Raises:
+        ExportRequestError: ``out`` not a TensorRT file name, a precision or part the source
+            does not allow.
+        ArtifactError: a QAT checkpoint trained for another target, an INT8 graph that breaks
+            TensorRT's Q/DQ rules, a failed build.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    out = check_writable(check_artifact_suffix(out, "tensorrt"), force=force)
+    if ARTIFACT_KINDS.get(Path(source).suffix.lower()) == "onnx":
+        ready, meta = _from_onnx(Path(source), out, precision, force=force)  # no torch: what runs on a Jetson
+    else:
+        ready, meta = _from_checkpoint(
+            Path(source),
+            out,
+            precision,
+            part=part,
+            calibration=calibration,
+            quantization=quantization or QuantizationSettings(),
+            max_batch=engine.max_batch,
+            force=force,
+        )
+    log(f"engine-ready {precision} ONNX: {ready}")
+    inputs = meta["io"]["inputs"]
+    if not tensorrt_available():
+        commands = trtexec_commands(
+            ready,
+            out,
+            inputs,
+            precision,
+            max_batch=engine.max_batch,
+            workspace=engine.workspace,
+            dla_core=engine.dla_core,
+        )
+        return TensorRTExport(ready, None, commands)
+    info = build_engine(
+        ready,
+        out,
+        precision=precision,
+        inputs=inputs,
+        max_batch=engine.max_batch,
+        workspace=engine.workspace,
+        timing_cache=engine.timing_cache,
+        dla_core=engine.dla_core,
+        force=force,
+    )
+    write_sidecar(
+        out,
+        preset=ModelPreset.from_dict(meta["model"]["preset"]),
+        model_kind=meta["model"]["kind"],
+        part=meta["model"]["part"],
+        inputs=inputs,
+        outputs=meta["io"]["outputs"],
+        precision=precision,
+        quantization=meta.get("quantization"),
+        source=meta.get("source"),
+        tools=tool_versions(),
+        extra={"tensorrt": info, "engine_ready_onnx": ready.name},
+    )
+    log(f"wrote {out} (TensorRT {info['tensorrt']}, {precision})")
+    return TensorRTExport(ready, out)
+
+
+def engine_ready_onnx(
+    exportable,
+    target: Path,
+    *,
+    precision: str,
+    part: str,
+    calibration: CalibrationSource | None,
+    quantization: QuantizationSettings,
+    cache_dir: Path,
+) -> dict:
+    """Write the FP16 or INT8 Q/DQ ONNX of a checkpoint's ``part`` for TensorRT to ``target``;
+    return its quantization record. Calibration sets built from a spec are cached in ``cache_dir``."""
     from export.fp16 import convert_to_fp16
     from export.onnx import export_onnx
     from export.qdq import tensorrt_qdq_violations
 
+    method = quantization.method_for(exportable.checkpoint, qat=exportable.qat, precision=precision)
+    if method == "accuracy-controlled":
+        raise ExportRequestError(
+            "accuracy-controlled INT8 is OpenVINO's (export.openvino --max-drop); TensorRT's "
+            "INT8 is post-training (ptq) or from a QAT checkpoint"
+        )
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.stem}.") as tmp:
         staged = Path(tmp) / "engine-ready.onnx"
-        quantization: dict = {"method": "none"}
-        if args.precision == "int8" and exportable.qat:
+        record: dict = {"method": "none"}
+        if method == "qat":
             if exportable.qat_target != "tensorrt":
                 raise ArtifactError(
-                    f"{args.checkpoint} was quantization-aware-trained for {exportable.qat_target} (unsigned "
+                    f"{exportable.checkpoint} was quantization-aware-trained for {exportable.qat_target} (unsigned "
                     "activations); TensorRT needs signed INT8: retrain with --qat --qat-target tensorrt, or give the "
                     "float checkpoint and --calib for post-training quantization"
                 )
-            export_onnx(exportable.model, staged, part=args.part)
-            quantization = {"method": "nncf-qat", "target": "tensorrt", "format": "qdq"}
+            export_onnx(exportable.model, staged, part=part)
+            record = {"method": "nncf-qat", "target": "tensorrt", "format": "qdq"}
         else:
             float_onnx = Path(tmp) / "float.onnx"
-            export_onnx(exportable.model, float_onnx, part=args.part)
-            if args.precision == "fp16":
+            export_onnx(exportable.model, float_onnx, part=part)
+            if precision == "fp16":
                 convert_to_fp16(float_onnx, staged)
             else:
-                quantization = _post_training(args, exportable, float_onnx, staged, Path(tmp))
-        if args.precision == "int8":
+                record = _post_training(
+                    exportable, part, float_onnx, staged, calibration, quantization.calibration_method, cache_dir
+                )
+        if precision == "int8":
             problems = tensorrt_qdq_violations(staged)
             if problems:
                 raise ArtifactError(f"the INT8 ONNX breaks TensorRT's Q/DQ rules: {'; '.join(problems[:3])}")
         shutil.copyfile(staged, target)
-    return quantization
+    return record
 
 
-def _post_training(args, exportable, float_onnx: Path, staged: Path, tmp: Path) -> dict:
+def _post_training(
+    exportable, part: str, float_onnx: Path, staged: Path, calibration, calibration_method: str, cache_dir: Path
+) -> dict:
     from export.common import part_calibration, resolve_calibration
     from export.qdq import quantize_for_tensorrt
 
-    calibration = resolve_calibration(args.calib, exportable.preset, cache_dir=args.out.parent)
-    input_name = exportable.model.io_names[args.part][0]
-    feeds = [{input_name: x} for x in part_calibration(exportable, calibration.images, args.part)]
-    quantize_for_tensorrt(float_onnx, staged, feeds, method=args.calib_method)
+    calibration_set = resolve_calibration(calibration, exportable.preset, cache_dir=cache_dir)
+    input_name = exportable.model.io_names[part][0]
+    feeds = [{input_name: x} for x in part_calibration(exportable, calibration_set.images, part)]
+    quantize_for_tensorrt(float_onnx, staged, feeds, method=calibration_method)
     return {
         "method": "ort-ptq",
         "format": "qdq",
         "symmetric": True,
         "per_channel": True,
-        "calibration": {**calibration.describe(), "method": args.calib_method},
+        "calibration": {**calibration_set.describe(), "method": calibration_method},
     }
 
 
@@ -282,11 +466,11 @@ def build_parser() -> Parser:
     source.add_argument(
         "--onnx", type=Path, help="an ONNX from export.onnx (FP32: fp16 only) or an engine-ready model.fp16/int8.onnx"
     )
-    parser.add_argument("--precision", required=True, choices=("fp16", "int8"))
-    parser.add_argument("--out", required=True, type=Path, help="the .engine file")
+    parser.add_argument("--precision", required=True, choices=PRECISIONS)
+    parser.add_argument("--out", required=True, type=Path, help="the .engine (or .plan) file")
     parser.add_argument("--part", default="full", choices=("full", "backbone", "head"))
     parser.add_argument("--calib", help="int8 post-training: CALIB.npz or dataset=NAME,root=DIR,fold=K[,samples=N]")
-    parser.add_argument("--calib-method", default="percentile", choices=("percentile", "minmax", "entropy"))
+    parser.add_argument("--calib-method", default="percentile", choices=CALIBRATION_METHODS)
     parser.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB")
     parser.add_argument("--timing-cache", type=Path, help="reuse/update a timing cache (faster rebuilds)")
     parser.add_argument(
@@ -305,89 +489,62 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.out.suffix != ".engine":
-        parser.error(f"--out must end in .engine, got {args.out}")
-    if args.max_batch < 1:
-        parser.error(f"--max-batch must be at least 1, got {args.max_batch}")
-    if args.dla_core is not None and args.dla_core < 0:
-        parser.error(f"--dla-core is a DLA core number (0, 1, ...), got {args.dla_core}")
-    check_writable(args.out, force=args.force)
-    if args.onnx:
-        ready, meta = _from_onnx(args, parser)  # no torch: this is what runs on a Jetson
-    else:
-        ready, meta = _from_checkpoint(args, parser)
-    print(f"engine-ready {args.precision} ONNX: {ready}")
-    inputs = meta["io"]["inputs"]
-    if not tensorrt_available():
-        commands = trtexec_commands(
-            ready,
+    with usage_errors(parser, (ValueError,)):
+        engine = EngineSettings(
+            max_batch=args.max_batch, workspace=args.workspace, timing_cache=args.timing_cache, dla_core=args.dla_core
+        )
+    with usage_errors(parser):
+        result = export_tensorrt(
+            args.onnx or args.checkpoint,
             args.out,
-            inputs,
-            args.precision,
-            max_batch=args.max_batch,
-            workspace=args.workspace,
-            dla_core=args.dla_core,
+            precision=args.precision,
+            part=args.part,
+            calibration=args.calib,
+            quantization=QuantizationSettings(calibration_method=args.calib_method),
+            engine=engine,
+            force=args.force,
+            log=print,
         )
-        print(
-            "TensorRT is not installed here. Build the engine on the target (it is tied to that GPU and "
-            "TensorRT version), there:",
-            file=sys.stderr,
-        )
-        dla = "" if args.dla_core is None else f" --dla-core {args.dla_core}"
-        print(
-            f"  python3 -m export.trt --onnx {ready} --precision {args.precision} --out {args.out} "
-            f"--max-batch {args.max_batch}{dla}",
-            file=sys.stderr,
-        )
-        print(f"  or TensorRT 8.6/10.x:  {commands['tensorrt<11']}", file=sys.stderr)
-        print(f"  or TensorRT 11+:       {commands['tensorrt>=11']}", file=sys.stderr)
+    if result.engine is None:
+        _print_target_commands(result, args.out, args.precision, engine)
         return EXIT_NO_TENSORRT
-    info = build_engine(
-        ready,
-        args.out,
-        precision=args.precision,
-        inputs=inputs,
-        max_batch=args.max_batch,
-        workspace=args.workspace,
-        timing_cache=args.timing_cache,
-        dla_core=args.dla_core,
-        force=args.force,
-    )
-    write_sidecar(
-        args.out,
-        preset=ModelPreset.from_dict(meta["model"]["preset"]),
-        model_kind=meta["model"]["kind"],
-        part=meta["model"]["part"],
-        inputs=inputs,
-        outputs=meta["io"]["outputs"],
-        precision=args.precision,
-        quantization=meta.get("quantization"),
-        source=meta.get("source"),
-        tools=tool_versions(),
-        extra={"tensorrt": info, "engine_ready_onnx": ready.name},
-    )
-    print(f"wrote {args.out} (TensorRT {info['tensorrt']}, {args.precision})")
     return 0
 
 
-def _from_onnx(args, parser) -> tuple[Path, dict]:
+def _print_target_commands(result: TensorRTExport, out: Path, precision: str, engine: EngineSettings) -> None:
+    print(
+        "TensorRT is not installed here. Build the engine on the target (it is tied to that GPU and "
+        "TensorRT version), there:",
+        file=sys.stderr,
+    )
+    dla = "" if engine.dla_core is None else f" --dla-core {engine.dla_core}"
+    print(
+        f"  python3 -m export.trt --onnx {result.engine_ready} --precision {precision} --out {out} "
+        f"--max-batch {engine.max_batch}{dla}",
+        file=sys.stderr,
+    )
+    print(f"  or TensorRT 8.6/10.x:  {result.commands['tensorrt<11']}", file=sys.stderr)
+    print(f"  or TensorRT 11+:       {result.commands['tensorrt>=11']}", file=sys.stderr)
+
+
+def _from_onnx(onnx_path: Path, out: Path, precision: str, *, force: bool) -> tuple[Path, dict]:
     """An engine-ready ONNX as given, or an FP32 one converted to FP16 (torch-free)."""
-    artifact = read_artifact(args.onnx)
-    if artifact.precision == args.precision:
-        if args.precision == "int8":
+    artifact = read_artifact(onnx_path)
+    if artifact.precision == precision:
+        if precision == "int8":
             from export.qdq import tensorrt_qdq_violations
 
-            problems = tensorrt_qdq_violations(args.onnx)
+            problems = tensorrt_qdq_violations(onnx_path)
             if problems:
-                raise ArtifactError(f"{args.onnx} breaks TensorRT's Q/DQ rules: {'; '.join(problems[:3])}")
-        return args.onnx, artifact.meta
-    if artifact.precision == "fp32" and args.precision == "fp16":
+                raise ArtifactError(f"{onnx_path} breaks TensorRT's Q/DQ rules: {'; '.join(problems[:3])}")
+        return onnx_path, artifact.meta
+    if artifact.precision == "fp32" and precision == "fp16":
         from export.fp16 import convert_to_fp16
 
-        ready = args.out.with_suffix(".fp16.onnx")
-        check_writable(ready, force=args.force)
+        ready = out.with_suffix(".fp16.onnx")
+        check_writable(ready, force=force)
         with tempfile.TemporaryDirectory(dir=ready.parent, prefix=f".{ready.stem}.") as tmp:
-            convert_to_fp16(args.onnx, Path(tmp) / "fp16.onnx")
+            convert_to_fp16(onnx_path, Path(tmp) / "fp16.onnx")
             shutil.copyfile(Path(tmp) / "fp16.onnx", ready)
         meta = artifact.meta
         write_sidecar(
@@ -400,33 +557,43 @@ def _from_onnx(args, parser) -> tuple[Path, dict]:
             precision="fp16",
             source=meta.get("source"),
             tools=tool_versions(),
-            extra={"converted_from": args.onnx.name},
+            extra={"converted_from": onnx_path.name},
         )
         return ready, read_artifact(ready).meta
-    parser.error(
-        f"{args.onnx} is {artifact.precision}; --onnx takes an FP32 ONNX (for fp16) or an engine-ready "
-        f"{args.precision} ONNX; for int8 from a float model use --checkpoint with --calib"
+    raise ExportRequestError(
+        f"{onnx_path} is {artifact.precision}; --onnx takes an FP32 ONNX (for fp16) or an engine-ready "
+        f"{precision} ONNX; for int8 from a float model use --checkpoint with --calib"
     )
 
 
-def _from_checkpoint(args, parser) -> tuple[Path, dict]:
-    from export.common import describe_and_evaluate, load_exportable
+def _from_checkpoint(
+    checkpoint: Path,
+    out: Path,
+    precision: str,
+    *,
+    part: str,
+    calibration: CalibrationSource | None,
+    quantization: QuantizationSettings,
+    max_batch: int,
+    force: bool,
+) -> tuple[Path, dict]:
+    from export.common import describe_and_evaluate, load_exportable, select_parts
 
-    exportable = load_exportable(args.checkpoint)
-    if args.part not in exportable.parts:
-        parser.error(f"a {exportable.kind} model has parts {', '.join(exportable.parts)}, not {args.part}")
-    ready = args.out.with_suffix(f".{args.precision}.onnx")
-    check_writable(ready, force=args.force)
-    quantization = engine_ready_onnx(args, exportable, ready)
-    describe_and_evaluate(
-        ready,
+    exportable = load_exportable(checkpoint)
+    (part,) = select_parts(exportable, [part])  # one part per engine
+    ready = out.with_suffix(f".{precision}.onnx")
+    check_writable(ready, force=force)
+    record = engine_ready_onnx(
         exportable,
-        args.part,
-        args.precision,
+        ready,
+        precision=precision,
+        part=part,
+        calibration=calibration,
         quantization=quantization,
-        args=args,
-        extra={"tensorrt": {"engine": args.out.name, "max_batch": args.max_batch}},
+        cache_dir=out.parent,
     )
+    extra = {"tensorrt": {"engine": out.name, "max_batch": max_batch}}
+    describe_and_evaluate(ready, exportable, part, precision, quantization=record, extra=extra)
     return ready, read_artifact(ready).meta
 
 

@@ -24,7 +24,7 @@ def folder(trained_stt, dfer_data, tmp_path_factory):
     """One model in four artifacts: FP32 ONNX and OpenVINO INT8 with recorded UAR, an FP16 IR
     without, and an INT8 IR whose recorded UAR is 5 points below FP32's."""
     models = tmp_path_factory.mktemp("models")
-    evaluation = ["--eval-dataset", "dfew", "--eval-root", str(dfer_data), "--eval-fold", "2"]
+    evaluation = ["--dataset", "dfew", "--root", str(dfer_data), "--fold", "2"]
     calib = f"dataset=dfew,root={dfer_data},fold=2,samples=14"
     checkpoint = str(trained_stt)
     steps = [

@@ -198,7 +198,7 @@ def test_timing_cache_new_reused_and_mismatched(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--max-batch", "0"], "--max-batch must be at least 1"), (["--dla-core", "-1"], "--dla-core is a DLA core")],
+    [(["--max-batch", "0"], "(--max-batch) must be at least 1"), (["--dla-core", "-1"], "(--dla-core) is a DLA core")],
 )
 def test_bad_batch_or_dla_core_is_a_usage_error(extra, message, tmp_path, capsys):
     argv = ["--onnx", str(tmp_path / "m.onnx"), "--precision", "int8", "--out", str(tmp_path / "m.engine"), *extra]

@@ -19,7 +19,7 @@ One held-out model (megc2019, ``--fold K``): the composite's 5 folds by subject
 (``edge_fer.data.megc2019``); best.pt is trained on fold K's training subjects (validation
 carved from them) and metrics.json holds its scores on the held-out test subjects - the
 model to export, calibrate (``--calib dataset=megc2019,root=...,fold=K``) and benchmark
-(``edge-fer bench --eval-dataset megc2019 --fold K``) without touching test people.
+(``edge-fer bench --dataset megc2019 --fold K``) without touching test people.
 
 Quantization-aware fine-tuning: ``--qat --from RUN`` fine-tunes each fold's model of a LOSO
 run trained with ``--keep-fold-models`` (and RUN/best.pt, the final model) with INT8

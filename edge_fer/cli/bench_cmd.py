@@ -1,6 +1,6 @@
 """``edge-fer bench``: accuracy against latency of exported models on this device.
 
-edge-fer bench --artifacts A [B ...] | --run DIR  [--eval-dataset D --root R --fold K]
+edge-fer bench --artifacts A [B ...] | --run DIR  [--dataset D --root R --fold K]
                [--backends openvino,onnxruntime,tensorrt,torch] [--batch 1,4] [--threads 2]
                [--video V] --out DIR
 edge-fer bench compare OLD/results.json NEW/results.json

@@ -8,7 +8,7 @@ times each eligible artifact here, for what the camera actually runs (one backbo
 one head per ``stride`` frames, per face), and takes the fastest.
 
 Eligible: a full STT artifact whose recorded accuracy (its sidecar's ``metrics``, written by
-``--eval-dataset`` at export) is within ``max_drop`` of the best FP32 one on the same data.
+``--dataset`` at export) is within ``max_drop`` of the best FP32 one on the same data.
 FP32 artifacts without metrics are eligible (they are the checkpoint, to float rounding);
 FP16/INT8 ones without metrics are not: nobody measured what they cost. Accuracy is recorded
 with FP32 compute, so OpenVINO runs the candidates with the f32 hint (the bf16 default of
@@ -126,7 +126,7 @@ def _eligible(candidates: list[Candidate], folder: Path, *, precision: str | Non
         elif precision is not None:
             continue  # forced: the user takes the accuracy as it is
         elif c.metric is None and c.artifact.precision != "fp32":
-            c.excluded = "no recorded accuracy (export it with --eval-dataset to make it eligible)"
+            c.excluded = "no recorded accuracy (export it with --dataset to make it eligible)"
         elif c.metric is not None and reference is not None:
             ref_metrics = reference.artifact.meta["metrics"]
             if _metric_key(c.artifact.meta["metrics"]) != _metric_key(ref_metrics):
