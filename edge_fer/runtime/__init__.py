@@ -21,19 +21,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "CameraConfig",
-    "ExpressionModel",
-    "Pipeline",
-    "PipelineConfig",
-    "open_backend",
-    "open_face_detector",
-    "open_model",
-    "open_pipeline",
-    "open_source",
-    "run_camera",
-]
-
 _HOMES = {
     "CameraConfig": "camera",
     "open_model": "camera",
@@ -46,6 +33,7 @@ _HOMES = {
     "open_backend": "backends",
     "open_face_detector": "detection",
 }
+__all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:
     from edge_fer.runtime.backends import open_backend
