@@ -19,6 +19,8 @@ from edge_fer.errors import PresetError
 __all__ = [
     "DFER_CLASSES",
     "MICRO_CLASSES",
+    "CLASS_SYNONYMS",
+    "canonical_class",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Preprocessing",
@@ -32,6 +34,17 @@ __all__ = [
 DFER_CLASSES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
 # MEGC2019 composite micro-expression classes.
 MICRO_CLASSES = ("negative", "positive", "surprise")
+# Datasets name the same emotion differently (CK+ and MAFW "anger"/"sadness"/"happiness",
+# DFEW "angry"/"sad"/"happy"). The one table that says which names are the same class, so a
+# model of one dataset can be scored on another by name (``canonical_class``).
+CLASS_SYNONYMS = {"anger": "angry", "sadness": "sad", "happiness": "happy"}
+
+
+def canonical_class(name: str) -> str:
+    """A class name in the DFER vocabulary ("Anger" -> "angry"); unknown names lower-cased as they are."""
+    name = name.strip().lower()
+    return CLASS_SYNONYMS.get(name, name)
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

