@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("synthetic data, training, QAT:")
     if not is_synthetic(data):
-        _run("edge_fer", "synth", "dfer", str(data), "--clips", str(args.clips))
+        _run("edge_fer", "synth", "dfer", str(data), "--clips", str(args.clips), "--style", "motion")  # its recorded figures
     videos = {}
     for seed, role in ((1, "calib"), (2, "val"), (0, "eval")):
         videos[role] = out / f"faces_{role}.mp4"

@@ -9,8 +9,8 @@ import pytest
 
 from edge_fer.data.dfer import read_dfer
 from edge_fer.data.micro import composite_label, read_casme2
-from edge_fer.data.synth import DFER_SCHEME, write_dfer, write_micro
-from edge_fer.errors import OutputExistsError
+from edge_fer.data.synth import DFER_SCHEME, intensity_profile, write_dfer, write_micro
+from edge_fer.errors import DatasetError, OutputExistsError
 from edge_fer.presets import DFER_CLASSES
 from edge_fer.runtime.detection import open_face_detector, retinaface_weights
 
@@ -51,7 +51,37 @@ def test_dfer_layout_folds_and_balance(dfer):
         seen += [r.video_id for r in test]
         assert sorted({r.label for r in test}) == list(range(7))  # stratified: every class in every test fold
     assert sorted(seen) == sorted({*seen}) and len(seen) == 35  # each video is tested exactly once
-    assert all(24 <= len(r.frames) <= 40 for r in train + test)
+    assert all(16 <= len(r.frames) <= 24 for r in train + test)  # the "au" style's clip lengths
+    meta = json.loads((dfer / "synth_meta.json").read_text())
+    assert meta["style"] == "au" and all(1 <= v["apex"] <= 24 for v in meta["videos"])
+
+
+def test_motion_style_is_still_written(tmp_path):
+    motion = write_dfer(tmp_path / "motion", clips=35, seed=7, workers=2, style="motion")
+    records = read_dfer("dfew", motion, fold=1, split="test")
+    assert all(24 <= len(r.frames) <= 40 for r in records)
+    assert cv2.imread(str(records[0].frames[0])).shape == (160, 160, 3)
+    assert json.loads((motion / "synth_meta.json").read_text())["style"] == "motion"
+    with pytest.raises(DatasetError, match="unknown synthetic style"):
+        write_dfer(tmp_path / "bad", clips=35, style="cartoon")
+
+
+def test_motion_style_keeps_its_clip_versus_frame_gap():
+    """Classes sharing a deformation differ only in the order of their frames.
+
+    happy (smile, rise) and disgust (smile, fall) draw the same intensity curve, one reversed:
+    every frame of one has its twin in the other, so no single-frame classifier can tell them
+    apart, while the direction of change (a clip's view) separates them every time.
+    """
+    by_class = {name: (deformation, profile) for name, deformation, profile in DFER_SCHEME}
+    pairs = [("happy", "disgust"), ("sad", "angry"), ("surprise", "fear")]
+    for a, b in pairs:
+        assert by_class[a][0] == by_class[b][0] and by_class[a][1] != by_class[b][1]
+    for seed in range(20):
+        rise = intensity_profile("rise", 30, np.random.default_rng(seed))
+        fall = intensity_profile("fall", 30, np.random.default_rng(seed))
+        assert np.allclose(np.sort(rise), np.sort(fall))  # the same frames ...
+        assert rise[-1] - rise[0] > 0.5 and fall[-1] - fall[0] < -0.5  # ... in opposite orders
 
 
 def test_enough_identities_at_default_size(tmp_path):

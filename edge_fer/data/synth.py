@@ -3,6 +3,14 @@
 SYNTHETIC DATA. It stands in for DFEW and CASME II, which cannot be downloaded here, in
 tests, the demo and benchmarks; numbers measured on it say nothing about real-data accuracy.
 
+Two DFER styles (``write_dfer(style=...)``, ``edge-fer synth dfer --style``):
+
+- "au" (default): face crops whose expressions are drawn from the action units that define
+  each emotion (``edge_fer.data.expressions``), so a model trained on them can read a real
+  face; its realism is measured by a real-data FER2013 model (``edge_fer.data.realism``).
+- "motion": the benchmark described below, kept because its classes need the order of the
+  frames (a clip model beats a single-frame one on it by construction).
+
 Faces: the 100 real face photographs of scikit-image's LFW subset (25x25 grey crops of many
 different people), up-scaled, tinted to a skin tone and blended onto a background. A real
 face detector (RetinaFace) finds them in practically every frame.
@@ -12,7 +20,7 @@ Gaussian bumps at the mouth corners, brows, eyelids and jaw), scaled over time b
 intensity profile. Nuisances: head motion (translation, rotation, scale drift), lighting
 drift, sensor noise and JPEG compression.
 
-DFER (7 classes, DFEW layout): three deformations x temporal profiles + neutral::
+"motion" DFER (7 classes, DFEW layout): three deformations x temporal profiles + neutral::
 
     happy    smile  rise   (neutral -> apex, held)
     disgust  smile  fall   (apex -> neutral)
@@ -296,6 +304,9 @@ def _prepare_out(out: Path, *, force: bool, owned: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------- DFER (DFEW layout)
 
 
+DFER_STYLES = ("au", "motion")  # the first is the default
+
+
 @dataclass(frozen=True)
 class _DferJob:
     root: str
@@ -304,11 +315,21 @@ class _DferJob:
     face_index: int
     seed: tuple[int, ...]
     frame_size: int
+    style: str = "motion"
 
 
-def _render_dfer_video(job: _DferJob) -> None:
+def _render_dfer_video(job: _DferJob) -> int | None:
+    """Render one video; the "au" style returns its apex frame (1-based), for the realism meter."""
     rng = np.random.default_rng(np.random.SeedSequence(list(job.seed)))
     faces = load_faces()
+    folder = Path(job.root) / "Clip" / "jpg_256" / f"{job.video:05d}"
+    if job.style == "au":
+        from edge_fer.data.expressions import plan_clip, render_au_clip
+
+        plan = plan_clip(DFER_SCHEME[job.label][0], int(rng.integers(16, 25)), rng)
+        frames = render_au_clip(faces[job.face_index], plan, frame_size=job.frame_size)
+        _write_frames(folder, frames, lambda i: f"{job.video:05d}_{i:05d}.jpg", quality=int(rng.integers(70, 96)))
+        return plan.apex + 1
     _, deformation, profile = DFER_SCHEME[job.label]
     identity = make_identity(
         faces[job.face_index], rng, frame_size=job.frame_size, face_size=int(job.frame_size * rng.uniform(0.68, 0.78))
@@ -316,8 +337,8 @@ def _render_dfer_video(job: _DferJob) -> None:
     length = int(rng.integers(24, 41))
     intensity = intensity_profile(profile, length, rng) * rng.uniform(0.6, 1.0)
     frames = render_clip(identity, deformation, intensity, rng, amplitude=1.0, head_amplitude=0.3, noise=3.0)
-    folder = Path(job.root) / "Clip" / "jpg_256" / f"{job.video:05d}"
     _write_frames(folder, frames, lambda i: f"{job.video:05d}_{i:05d}.jpg")
+    return None
 
 
 def write_dfer(
@@ -325,11 +346,12 @@ def write_dfer(
     *,
     clips: int = 700,
     seed: int = 0,
-    frame_size: int = 160,
+    frame_size: int | None = None,
     folds: int = 5,
     workers: int = 2,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    style: str = "au",
 ) -> Path:
     """Write a synthetic DFER set in DFEW's layout (A): frames and the 5-fold split files.
 
@@ -338,8 +360,16 @@ def write_dfer(
     ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_{k}.csv`` (``video_name,label``,
     labels 1..7). Classes are balanced; folds are stratified by class; identities are drawn
     from all 100 faces. Deterministic from ``seed``.
+
+    Styles: "au" (default) - face crops whose expressions are the emotions' action units
+    (``edge_fer.data.expressions``), 96 px frames by default; "motion" - the older benchmark of
+    deformation x temporal-profile classes (module docstring), whose classes only the order of
+    frames tells apart, 160 px frames with background by default.
     """
     out = Path(out)
+    if style not in DFER_STYLES:
+        raise DatasetError(f"unknown synthetic style {style!r}; choose from {', '.join(DFER_STYLES)}")
+    frame_size = frame_size or (96 if style == "au" else 160)
     if clips < 7 * folds:
         raise DatasetError(f"need at least {7 * folds} clips for {folds} stratified folds, got {clips}")
     _prepare_out(out, force=force, owned=("Clip", "EmoLabel_DataSplit", "synth_meta.json"))
@@ -352,10 +382,10 @@ def write_dfer(
         members = np.flatnonzero(labels == label)
         fold_of[members] = (np.arange(len(members)) + rng.integers(folds)) % folds
     jobs = [
-        _DferJob(str(out), video + 1, int(labels[video]), int(faces[video]), (seed, video), frame_size)
+        _DferJob(str(out), video + 1, int(labels[video]), int(faces[video]), (seed, video), frame_size, style)
         for video in range(clips)
     ]
-    _run(_render_dfer_video, jobs, workers, progress)
+    apexes = _run(_render_dfer_video, jobs, workers, progress)
     for k in range(1, folds + 1):
         for split, members in (("train", fold_of != k - 1), ("test", fold_of == k - 1)):
             rows = [(f"{v + 1}", int(labels[v]) + 1) for v in np.flatnonzero(members)]
@@ -366,19 +396,26 @@ def write_dfer(
         out,
         {
             "kind": "dfer",
+            "style": style,
             "seed": seed,
             "clips": clips,
             "folds": folds,
             "frame_size": frame_size,
             "classes": [c for c, _, _ in DFER_SCHEME],
             "videos": [
-                {"video": v + 1, "label": int(labels[v]), "identity": int(faces[v]), "fold": int(fold_of[v]) + 1}
+                {
+                    "video": v + 1,
+                    "label": int(labels[v]),
+                    "identity": int(faces[v]),
+                    "fold": int(fold_of[v]) + 1,
+                    **({"apex": apexes[v]} if apexes[v] is not None else {}),
+                }
                 for v in range(clips)
             ],
         },
     )
     (out / MARKER).write_text(
-        f"Synthetic DFER benchmark written by edge-fer (seed {seed}, {clips} clips, {folds} folds).\n"
+        f"Synthetic DFER benchmark written by edge-fer (style {style}, seed {seed}, {clips} clips, {folds} folds).\n"
         "Not real data: see edge_fer/data/synth.py for how it is made.\n"
     )
     return out
@@ -397,17 +434,21 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
         writer.writerows(rows)
 
 
-def _run(fn: Callable, jobs: list, workers: int, progress: Callable[[int, int], None] | None) -> None:
+def _run(fn: Callable, jobs: list, workers: int, progress: Callable[[int, int], None] | None) -> list:
+    """``fn`` over ``jobs`` (in processes when ``workers`` > 1); the results in job order."""
+    results = []
     if workers <= 1:
         for done, job in enumerate(jobs, start=1):
-            fn(job)
+            results.append(fn(job))
             if progress:
                 progress(done, len(jobs))
-        return
+        return results
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for done, _ in enumerate(pool.map(fn, jobs, chunksize=4), start=1):
+        for done, result in enumerate(pool.map(fn, jobs, chunksize=4), start=1):
+            results.append(result)
             if progress:
                 progress(done, len(jobs))
+    return results
 
 
 # ------------------------------------------------------- micro-expressions (CASME II)
