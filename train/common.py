@@ -224,14 +224,15 @@ def _train_epoch(
 ) -> dict[str, float]:
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    for inputs, labels in progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}"):
+    for inputs, labels, *extra in progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}"):
         if share is not None:
             share.update()
         inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        extra = [e.to(device, non_blocking=True) for e in extra]  # e.g. a teacher's probabilities
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, config.amp):
             logits = model(inputs)
-            loss = loss_fn(logits.float(), labels)
+            loss = loss_fn(logits.float(), labels, *extra)
         scaler.scale(loss).backward()
         if config.grad_clip:
             scaler.unscale_(optimizer)

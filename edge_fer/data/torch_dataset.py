@@ -39,15 +39,24 @@ class _Records(_Epoched):
         self.records = list(records)
         self.pre = pre
 
+    teacher: np.ndarray | None = None  # (N, C) a teacher's class probabilities per record, for distillation
+
     def __len__(self) -> int:
         return len(self.records)
 
+    def _with_teacher(self, index: int, item: torch.Tensor, label: int) -> tuple:
+        if self.teacher is None:
+            return item, label
+        return item, label, torch.from_numpy(self.teacher[index].astype(np.float32))
+
 
 class ClipDataset(_Records):
-    """DFER clips -> ((T, 3, H, W) float32 tensor, label)."""
+    """DFER clips -> ((T, 3, H, W) float32 tensor, label), plus the teacher's (C,) class
+    probabilities of the clip when ``teacher`` (N, C) is set (distillation)."""
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self._item(index, self.train)
+    def __getitem__(self, index: int) -> tuple:
+        clip, label = self._item(index, self.train)
+        return self._with_teacher(index, clip, label)
 
     def eval_item(self, index: int) -> tuple[torch.Tensor, int]:
         """The clip as evaluation makes it (centred sampling, resize), even in a training set."""
@@ -66,14 +75,14 @@ class FrameDataset(_Records):
     """Single frames of DFER clips -> ((3, H, W) tensor, label): a random frame when
     training, the middle frame when testing (the single-frame baseline)."""
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple:
         record = self.records[index]
         rng = self.rng(index)
         count = len(record.frames)
         position = int(rng.integers(count)) if self.train else count // 2
         frames = load_frames(record.frames, np.array([position]), source=f"video {record.video_id}")
         image = train_transform(frames, self.pre, rng) if self.train else eval_transform(frames, self.pre)
-        return torch.from_numpy(image[0]), record.label
+        return self._with_teacher(index, torch.from_numpy(image[0]), record.label)
 
 
 class MicroDataset(_Epoched):

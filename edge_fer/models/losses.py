@@ -96,3 +96,25 @@ class CompactSoftmaxCrossEntropy(nn.Module):
         else:
             separation = zero
         return compact + self.separation_weight * separation
+
+
+class DistillationLoss(nn.Module):
+    """``base`` on the labels, mixed with cross-entropy to a teacher's class probabilities.
+
+    loss = (1 - weight) * base(logits, labels) + weight * CE(softmax(logits), teacher)
+
+    Batches without teacher probabilities (validation, QAT) get ``base`` alone.
+    """
+
+    def __init__(self, base: nn.Module, weight: float) -> None:
+        super().__init__()
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"the teacher's weight must be in [0, 1], got {weight}")
+        self.base, self.weight = base, weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
+        loss = self.base(logits, target)
+        if teacher is None or self.weight == 0:
+            return loss
+        soft = -(teacher * F.log_softmax(logits, dim=1)).sum(1).mean()
+        return (1 - self.weight) * loss + self.weight * soft
