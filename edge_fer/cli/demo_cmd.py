@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole product offline on a bundled default and write DIR/report.md",
         description="Generate the synthetic benchmark, train stt_tiny and htnet_light on the CPU, export ONNX, "
         "OpenVINO FP32/INT8 (PTQ and a short QAT) and the TensorRT-ready INT8 ONNX, benchmark them, run the camera "
-        "pipeline on a real-face video, and write DIR/report.md. About 9 minutes on 2 CPU cores (--quick: 3); "
+        "pipeline on a real-face video, and write DIR/report.md. About 7 minutes on 2 CPU cores (--quick: 3); "
         "the expected and the measured time are printed.",
     )
     parser.add_argument("--out", type=Path, default=Path("edge-fer-demo"), help="output folder (default edge-fer-demo)")
@@ -22,12 +22,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="smaller data, fewer epochs: about 3 minutes (a smoke run: too short to learn)",
     )
     parser.add_argument("--force", action="store_true", help="replace a demo already in --out")
+    parser.add_argument(
+        "--ckplus",
+        type=Path,
+        help="a CK+ or CK+48 folder (real faces): report the model's zero-shot accuracy on it "
+        "(default: $EDGE_FER_REAL_DATA/ckplus48 or ../shared/real/ckplus48 beside a clone, when present)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from edge_fer.demo import run_demo
 
-    report = run_demo(args.out, quick=args.quick, force=args.force)
+    report = run_demo(args.out, quick=args.quick, force=args.force, ckplus=args.ckplus)
     print(report)
     return 0
