@@ -34,12 +34,12 @@ from pathlib import Path
 
 from edge_fer.cli.args import Parser
 from edge_fer.cli.main import run_tool
+from edge_fer.data.spec import real_data_root
 from edge_fer.errors import DatasetError
 
 __all__ = ["main"]
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_ROOT = Path(os.environ.get("EDGE_FER_REAL_DATA") or REPO.parent / "shared" / "real")
+DEFAULT_ROOT = real_data_root()
 CKPLUS_FOLDS = range(1, 11)
 
 

@@ -121,11 +121,11 @@ class _Steps:
 
 
 def real_ckplus_root() -> Path | None:
-    """CK+48 (real faces) where this checkout has it: ``$EDGE_FER_REAL_DATA/ckplus48`` or
-    ``../shared/real/ckplus48`` beside the repository; None elsewhere (e.g. an installed wheel)."""
-    base = os.environ.get("EDGE_FER_REAL_DATA")
-    root = Path(base) if base else Path(__file__).resolve().parents[2] / "shared" / "real"
-    return root / "ckplus48" if (root / "ckplus48").is_dir() else None
+    """CK+48 (real faces) in ``data.spec.real_data_root()`` where it is there, else None."""
+    from edge_fer.data.spec import real_data_root
+
+    folder = real_data_root() / "ckplus48"
+    return folder if folder.is_dir() else None
 
 
 def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Path | None = None) -> Path:
@@ -421,12 +421,11 @@ def _report(out: Path, sizes: DemoSizes, quick: bool, trt_code: int, steps: _Ste
 
 
 def _teacher_installed() -> bool:
-    from edge_fer.data.realism import TeacherUnavailable, teacher_model_path
+    from edge_fer.data.realism import TeacherUnavailable, load_teacher
 
     try:
-        teacher_model_path()
-        import ai_edge_litert  # noqa: F401  (the teacher's runtime)
-    except (TeacherUnavailable, ImportError):
+        load_teacher()
+    except TeacherUnavailable:
         return False
     return True
 

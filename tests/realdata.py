@@ -6,12 +6,13 @@ They come from licensed research databases: tests read them in place, never copy
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REAL = Path(os.environ.get("EDGE_FER_REAL_DATA") or Path(__file__).resolve().parents[2] / "shared" / "real")
+from edge_fer.data.spec import real_data_root
+
+REAL = real_data_root()
 CKPLUS48 = REAL / "ckplus48"
 MEGC2019 = REAL / "htnet-megc2019"
 

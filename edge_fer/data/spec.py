@@ -13,9 +13,18 @@ from pathlib import Path
 
 from edge_fer.errors import DatasetError
 
-__all__ = ["SYNTHETIC_MARKER", "DataSpec", "is_synthetic"]
+__all__ = ["REAL_DATA_ENV", "SYNTHETIC_MARKER", "DataSpec", "is_synthetic", "real_data_root"]
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
+REAL_DATA_ENV = "EDGE_FER_REAL_DATA"
+
+
+def real_data_root() -> Path:
+    """The folder of the project's small real sets (``ckplus48/``, ``htnet-megc2019/``):
+    ``$EDGE_FER_REAL_DATA``, else ``../shared/real`` beside a clone of the repository.
+    It may not exist (an installed wheel, a fresh machine): callers check and say so."""
+    base = os.environ.get(REAL_DATA_ENV)
+    return Path(base) if base else Path(__file__).resolve().parents[3] / "shared" / "real"
 
 
 def is_synthetic(root: str | os.PathLike) -> bool:

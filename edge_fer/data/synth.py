@@ -318,17 +318,26 @@ class _DferJob:
     style: str = "motion"
 
 
+def dfer_frame_path(root: str | Path, video: int, frame: int) -> Path:
+    """Where ``write_dfer`` puts frame ``frame`` (1-based) of video ``video`` (DFEW's layout)."""
+    return Path(root) / "Clip" / "jpg_256" / f"{video:05d}" / f"{video:05d}_{frame:05d}.jpg"
+
+
 def _render_dfer_video(job: _DferJob) -> int | None:
     """Render one video; the "au" style returns its apex frame (1-based), for the realism meter."""
     rng = np.random.default_rng(np.random.SeedSequence(list(job.seed)))
     faces = load_faces()
-    folder = Path(job.root) / "Clip" / "jpg_256" / f"{job.video:05d}"
+    folder = dfer_frame_path(job.root, job.video, 1).parent
+
+    def name(frame: int) -> str:
+        return dfer_frame_path(job.root, job.video, frame).name
+
     if job.style == "au":
         from edge_fer.data.expressions import plan_clip, render_au_clip
 
         plan = plan_clip(DFER_SCHEME[job.label][0], int(rng.integers(16, 25)), rng)
         frames = render_au_clip(faces[job.face_index], plan, frame_size=job.frame_size)
-        _write_frames(folder, frames, lambda i: f"{job.video:05d}_{i:05d}.jpg", quality=int(rng.integers(70, 96)))
+        _write_frames(folder, frames, name, quality=int(rng.integers(70, 96)))
         return plan.apex + 1
     _, deformation, profile = DFER_SCHEME[job.label]
     identity = make_identity(
@@ -337,7 +346,7 @@ def _render_dfer_video(job: _DferJob) -> int | None:
     length = int(rng.integers(24, 41))
     intensity = intensity_profile(profile, length, rng) * rng.uniform(0.6, 1.0)
     frames = render_clip(identity, deformation, intensity, rng, amplitude=1.0, head_amplitude=0.3, noise=3.0)
-    _write_frames(folder, frames, lambda i: f"{job.video:05d}_{i:05d}.jpg")
+    _write_frames(folder, frames, name)
     return None
 
 
