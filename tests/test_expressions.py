@@ -31,6 +31,8 @@ EXPECTED_MOTION = [
     (12, "mouth", -1, -1),  # lip corner puller: corners out and up
     (15, "mouth", 0, +1),  # lip corner depressor: corners down
     (16, "lip_low_in", 0, +1),  # lower lip depressor
+    (17, "lip_low_out", 0, -1),  # chin raiser pushes the lower lip up ...
+    (17, "chin", 0, -1),  # ... with the chin
     (20, "mouth", -1, 0),  # lip stretcher: corners out
     (23, "mouth", +1, 0),  # lip tightener: corners in
     (25, "lip_low_in", 0, +1),  # lips part

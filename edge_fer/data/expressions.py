@@ -11,7 +11,8 @@ How a face is made to move:
   jaw) as fractions of the square, measured on the LFW crops ``synth.load_faces`` returns.
 - ``ACTION_UNITS``: each AU moves some of those points (face widths at full intensity; left
   side given, the right mirrored) and may draw the creases it makes (nasolabial folds for
-  AU6/9/12, the brow furrow for AU4, forehead lines for AU1/2, nose wrinkles for AU9).
+  AU6/9/12, the brow furrow for AU4, forehead lines for AU1/2, nose wrinkles for AU9, the
+  chin's bulge for AU17).
 - The photo is warped so the points land where the AUs put them: an affine moving-least-
   squares deformation (Schaefer et al. 2006) through the moved points, with every other
   point and the border held still, so the person's identity is kept. Where the lips part
@@ -134,7 +135,7 @@ ACTION_UNITS: dict[int, ActionUnit] = {
                 ("brow_in", (0.01, 0.025)),
                 ("lid_low", (0.0, -0.01)),
             ),
-            (("nose_wrinkle", 0.45), ("nasolabial", 0.3)),
+            (("nose_wrinkle", 0.8), ("nasolabial", 0.35)),
         ),
         ActionUnit(
             10,
@@ -153,6 +154,18 @@ ACTION_UNITS: dict[int, ActionUnit] = {
             ),
             (("nasolabial", 0.25),),
         ),
+        ActionUnit(
+            17,
+            "chin raiser",
+            (
+                ("lip_low_out", (0.0, -0.022)),
+                ("lip_low_in", (0.0, -0.008)),
+                ("lip_low_side", (0.0, -0.012)),
+                ("mouth", (0.0, 0.008)),
+                ("chin", (0.0, -0.025)),
+            ),
+            (("chin_boss", 0.2),),
+        ),
         ActionUnit(15, "lip corner depressor", (("mouth", (0.012, 0.055)), ("lip_low_side", (0.0, 0.018)))),
         ActionUnit(
             16,
@@ -162,7 +175,7 @@ ACTION_UNITS: dict[int, ActionUnit] = {
         ActionUnit(
             20,
             "lip stretcher",
-            (("mouth", (-0.05, 0.012)), ("lip_up_side", (-0.02, 0.0)), ("lip_low_side", (-0.02, 0.005))),
+            (("mouth", (-0.05, 0.02)), ("lip_up_side", (-0.02, 0.003)), ("lip_low_side", (-0.02, 0.01))),
         ),
         ActionUnit(
             23,
@@ -211,10 +224,15 @@ EMOTION_PROTOTYPES: dict[str, Prototype] = {
     "happy": Prototype({6: 1.0, 12: 1.0}, teeth=0.85, optional={25: 0.75}),
     "sad": Prototype({1: 1.0, 4: 0.6, 15: 1.0}),
     "neutral": Prototype({}),
-    "angry": Prototype({4: 1.0, 5: 0.6, 7: 1.0, 23: 1.0}),
+    # Anger: brows down and together, a glare, lips pressed thin (AU23), often the chin pushed up.
+    "angry": Prototype({4: 1.3, 5: 0.6, 7: 1.0, 23: 1.3}, optional={17: 0.6}),
     "surprise": Prototype({1: 1.0, 2: 1.0, 5: 1.0, 26: 1.0}, teeth=0.3),
-    "disgust": Prototype({9: 1.0, 10: 0.8, 15: 0.6, 16: 0.4}, teeth=0.2, optional={4: 0.6, 7: 0.5}),
-    "fear": Prototype({1: 1.0, 2: 0.6, 4: 0.8, 5: 1.0, 7: 0.5, 20: 1.3, 26: 0.35}, teeth=0.3),
+    # Disgust as CK+ poses it: the nose wrinkled and the upper lip raised, brows lowered, lids
+    # narrowed, the chin pushed up (AU17) or the lips parted over the upper teeth.
+    "disgust": Prototype({9: 1.3, 10: 1.0, 4: 0.7, 7: 0.7}, teeth=0.7, optional={15: 0.4, 25: 0.4, 6: 0.3}),
+    # Fear: brows up and drawn together, eyes wide, lips stretched sideways and parted over
+    # the teeth (a wide, shallow mouth, not surprise's round one).
+    "fear": Prototype({1: 1.0, 2: 0.7, 4: 0.8, 5: 1.2, 20: 1.4, 25: 1.0}, teeth=0.8, optional={26: 0.3, 7: 0.3}),
 }
 
 
@@ -330,9 +348,9 @@ def plan_clip(emotion: str, length: int, rng: np.random.Generator) -> ClipPlan:
     for au, chance in prototype.optional.items():
         if au in ACTION_UNITS and rng.random() < chance:
             aus[au] = strength * rng.uniform(0.5, 1.2)
-    if rng.random() < (0.6 if emotion == "neutral" else 0.25):  # a faint unrelated AU: faces are never still
+    if rng.random() < 0.25:  # a faint unrelated AU: faces are never still
         au = int(rng.choice(sorted(ACTION_UNITS)))
-        aus[au] = aus.get(au, 0.0) + rng.uniform(0.1, 0.3)
+        aus[au] = aus.get(au, 0.0) + rng.uniform(0.05, 0.2)
     teeth = prototype.teeth > 0 and rng.random() < prototype.teeth
     intensity = _profile(length, rng) if aus else np.zeros(length)
     knots = max(2, length // 10 + 2)
@@ -442,8 +460,11 @@ def _draw_creases(face: np.ndarray, points: Mapping[str, np.ndarray], aus: Mappi
         for dy in (0.05, 0.09):
             line((MIDLINE_X - 0.18, top - dy), (MIDLINE_X + 0.18, top - dy), -depth["forehead"])
     if depth.get("nose_wrinkle"):
-        for y in (0.43, 0.46):
-            line((MIDLINE_X - 0.04, y), (MIDLINE_X + 0.04, y + 0.005), -depth["nose_wrinkle"])
+        for y, half in ((0.41, 0.035), (0.44, 0.045), (0.47, 0.05)):  # across the bridge, below the eyes
+            line((MIDLINE_X - half, y), (MIDLINE_X + half, y + 0.005), -depth["nose_wrinkle"])
+    if depth.get("chin_boss"):  # the raised chin's dimpled bulge: a shadow under the lower lip
+        lip = points["lip_low_out"]
+        line(lip + (-0.06, 0.035), lip + (0.06, 0.035), -depth["chin_boss"])
     if not shade.any():
         return face
     shade = cv2.GaussianBlur(shade, (0, 0), max(0.6, size * 0.008))

@@ -128,6 +128,12 @@ DFER_SCHEME = (
 MICRO_EMOTIONS = (("happiness", "smile"), ("disgust", "frown"), ("repression", "frown"), ("surprise", "open"))
 
 LFW_FACES = 100  # the first 100 images of lfw_subset are faces, the rest are not
+# LFW photos in which the person already smiles: the FER2013 teacher (edge_fer.data.realism)
+# gives them P(happy) >= 0.3 as 96-px crops (tests/test_realism.py re-derives the list). The
+# "au" style draws its other emotions on the remaining faces: a sad or a neutral face
+# painted over a smile reads as happy, to the teacher and to a model.
+SMILING_FACES = (1, 10, 11, 13, 18, 19, 21, 23, 27, 31, 34, 36, 37, 38, 43, 45, 47, 50, 52, 53,
+                 56, 59, 61, 63, 64, 68, 69, 70, 74, 75, 78, 79, 81, 85, 86, 91, 93, 94, 96)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -368,7 +374,8 @@ def write_dfer(
     square, not 256, to keep the set small) and
     ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_{k}.csv`` (``video_name,label``,
     labels 1..7). Classes are balanced; folds are stratified by class; identities are drawn
-    from all 100 faces. Deterministic from ``seed``.
+    from all 100 faces (in the "au" style, emotions other than happy from the 61 that do not
+    already smile: ``SMILING_FACES``). Deterministic from ``seed``.
 
     Styles: "au" (default) - face crops whose expressions are the emotions' action units
     (``edge_fer.data.expressions``), 96 px frames by default; "motion" - the older benchmark of
@@ -386,6 +393,11 @@ def write_dfer(
     labels = np.arange(clips) % 7
     rng.shuffle(labels)
     faces = rng.integers(0, LFW_FACES, size=clips)
+    if style == "au":  # expressions other than happy on faces that do not smile already
+        calm = np.setdiff1d(np.arange(LFW_FACES), SMILING_FACES)
+        happy = [c for c, _, _ in DFER_SCHEME].index("happy")
+        draws = np.random.default_rng([seed, 1]).choice(calm, size=clips)
+        faces = np.where(labels == happy, faces, draws)
     fold_of = np.empty(clips, dtype=int)
     for label in range(7):  # stratified folds
         members = np.flatnonzero(labels == label)
