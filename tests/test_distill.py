@@ -21,7 +21,8 @@ from edge_fer.data.dfer import read_dfer
 from edge_fer.data.synth import write_dfer
 from edge_fer.data.torch_dataset import ClipDataset, FrameDataset
 from edge_fer.errors import DatasetError
-from edge_fer.models.losses import CompactSoftmaxCrossEntropy, DistillationLoss
+from edge_fer.models.losses import CompactSoftmaxCrossEntropy, DistillationLoss, adjust_to_labels
+from edge_fer.preprocessing.clips import normalise
 from edge_fer.presets import DFER_CLASSES, get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,19 @@ def test_distillation_loss_mixes_label_and_teacher_terms():
         DistillationLoss(base, 1.5)
 
 
+def test_adjusted_teacher_targets_let_the_label_lead_and_keep_the_rest():
+    teacher = torch.tensor([[0.1, 0.6, 0.3], [0.7, 0.2, 0.1], [0.2, 0.2, 0.6]])
+    labels = torch.tensor([2, 0, 1])
+    adjusted = adjust_to_labels(teacher, labels)
+    # Rows 0 and 2: the label and the top trade places; row 1: the label leads already.
+    assert torch.allclose(adjusted, torch.tensor([[0.1, 0.3, 0.6], [0.7, 0.2, 0.1], [0.2, 0.6, 0.2]]))
+    assert torch.equal(adjusted.argmax(1), labels) and torch.allclose(adjusted.sum(1), teacher.sum(1))
+    logits = torch.randn(3, 3)
+    base = CompactSoftmaxCrossEntropy(0.0)
+    soft = -(adjusted * F.log_softmax(logits, 1)).sum(1).mean()
+    assert torch.allclose(DistillationLoss(base, 1.0, adjust=True)(logits, labels, teacher), soft)
+
+
 def test_datasets_carry_teacher_targets_only_when_given(au_set):
     records = read_dfer("dfew", au_set, fold=1, split="test")
     pre = get_preset("stt_tiny").preprocessing
@@ -69,6 +83,36 @@ def test_datasets_carry_teacher_targets_only_when_given(au_set):
         data.teacher = np.tile(np.eye(7, dtype=np.float32)[3], (len(records), 1))
         item, label, target = data[0]
         assert label == records[0].label and target.dtype == torch.float32 and target.argmax() == 3
+
+
+def test_a_teacher_reader_reads_each_training_view_as_the_model_sees_it(au_set):
+    records = read_dfer("dfew", au_set, fold=1, split="test")
+    pre = get_preset("stt_tiny").preprocessing
+    seen = []
+
+    def reader(faces: np.ndarray) -> np.ndarray:  # a stand-in teacher: says "angry" in proportion to brightness
+        seen.append(faces)
+        out = np.full((len(faces), 7), 0.1, np.float32)
+        out[:, 3] += faces.mean(axis=(1, 2, 3)) / 255
+        return out
+
+    for cls, frames in ((ClipDataset, 4), (FrameDataset, 1)):
+        data = cls(records, pre, train=True, seed=0)
+        data.teacher_reader = reader
+        seen.clear()
+        item, label, target = data[0]
+        views = seen[0]
+        assert views.dtype == np.uint8 and views.shape == (frames, *pre.input_size, 3)
+        # The teacher read the very crops the model gets (same crop and flip), before normalisation.
+        model_frames = item.numpy() if item.ndim == 4 else item.numpy()[None]
+        assert any(np.allclose(normalise(v[None], pre)[0], f, atol=1e-5) for v in views for f in model_frames)
+        assert target.shape == (7,) and np.isclose(float(target.sum()), 1.0) and target.argmax() == 3
+        data.set_epoch(1)
+        data[0]
+        assert not np.array_equal(seen[-1], views)  # a new view each epoch, read anew
+        evaluation = cls(records, pre, train=False, seed=0)
+        evaluation.teacher_reader = reader
+        assert len(evaluation[0]) == 2  # no targets where nothing is trained
 
 
 def test_synthetic_set_realism_is_measured_on_apex_frames(au_set, tmp_path):
@@ -114,7 +158,12 @@ def test_train_stt_with_a_teacher_records_it(au_set, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["teacher"] == {"name": "fer2013", "weight": 0.8, "targets": "mean over each clip's frames"}
+    assert metrics["teacher"] == {
+        "name": "fer2013",
+        "weight": 0.8,
+        "targets": "each training view as the model sees it (crop, flip), up to 4 frames averaged, "
+        "label-led (knowledge adjustment)",
+    }
     from edge_fer.models.checkpoint import read_checkpoint
 
     assert read_checkpoint(run / "best.pt")["teacher"]["name"] == "fer2013"

@@ -223,6 +223,10 @@ def _train_epoch(
     model, loader, loss_fn, optimizer, scheduler, scaler, device, config, epoch, share=None
 ) -> dict[str, float]:
     model.train()
+    for module in model.modules():  # a frozen BatchNorm keeps its running statistics (as at inference)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None:
+            if not module.weight.requires_grad:
+                module.eval()
     total_loss, correct, seen = 0.0, 0, 0
     for inputs, labels, *extra in progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}"):
         if share is not None:

@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "taken (e.g. the same fold's --single-frame run: two-stage training)",
     )
     p.add_argument(
+        "--freeze-trunk",
+        action="store_true",
+        help="with --pretrained: train everything but the trunk (its BatchNorm statistics too); faster, and "
+        "the features of a trunk pretrained on frames are kept",
+    )
+    p.add_argument(
         "--teacher",
         choices=("fer2013",),
         help="distil a real-data teacher's class probabilities on the training clips: fer2013 = the FER2013 "
@@ -85,8 +91,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--teacher-weight",
         type=float,
-        default=0.8,
-        help="share of the teacher's term in the loss, 0..1 (default 0.8: of 0.5, 0.8, 1.0 it read CK+ best)",
+        default=1.0,
+        help="share of the teacher's term in the loss, 0..1; the rest is the label loss (default 1.0: with "
+        "adjusted targets the label leads anyway, and 1.0 read CK+ better than 0.8; docs/training.md)",
+    )
+    p.add_argument(
+        "--teacher-targets",
+        choices=("adjusted", "raw"),
+        default="adjusted",
+        help="adjusted (default): where the teacher's top class is not the clip's label, the two trade "
+        "probabilities, so the label leads and the teacher's similarities stay; raw: its probabilities as they are",
+    )
+    p.add_argument(
+        "--teacher-reads",
+        choices=("views", "clips"),
+        default="views",
+        help="views (default): the teacher reads every training sample as the model sees it, crop and flip "
+        "included, anew each epoch (up to 4 frames of a clip); clips: once per clip before training, the mean "
+        "over 8 frames of the uncropped clip",
     )
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the model in --from (INT8)")
     p.add_argument("--from", dest="from_checkpoint", type=Path, help="with --qat: the trained float checkpoint")
@@ -172,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.pretrained:
         trunk = model.trunk if args.single_frame else model.backbone.trunk
         trunk.load_torchvision_state_dict(_trunk_weights(args.pretrained))
+        if args.freeze_trunk:  # the pretrained features stay as they are; the rest learns on them
+            trunk.requires_grad_(False)
+    elif args.freeze_trunk:
+        raise PresetError("--freeze-trunk keeps pretrained trunk weights: give them with --pretrained")
     loss_fn = CompactSoftmaxCrossEntropy(config.cs_ce_weight, label_smoothing=config.label_smoothing)
     teacher_meta = None
     if args.teacher:
@@ -179,11 +205,21 @@ def main(argv: list[str] | None = None) -> int:
             raise PresetError("--teacher distils into a new model; it does not combine with --qat")
         if not 0.0 <= args.teacher_weight <= 1.0:
             raise PresetError(f"--teacher-weight must be between 0 and 1, got {args.teacher_weight}")
-        from edge_fer.data.realism import clip_probabilities
+        from edge_fer.data.realism import class_reader, clip_probabilities
 
-        train_set.teacher = clip_probabilities(train_set.records, preset.classes)
-        loss_fn = DistillationLoss(loss_fn, args.teacher_weight)
-        teacher_meta = {"name": args.teacher, "weight": args.teacher_weight, "targets": "mean over each clip's frames"}
+        if args.teacher_reads == "views":
+            train_set.teacher_reader = class_reader(preset.classes)
+            reads = "each training view as the model sees it (crop, flip), up to 4 frames averaged"
+        else:
+            train_set.teacher = clip_probabilities(train_set.records, preset.classes)
+            reads = "mean over each clip's frames"
+        adjusted = args.teacher_targets == "adjusted"
+        loss_fn = DistillationLoss(loss_fn, args.teacher_weight, adjust=adjusted)
+        teacher_meta = {
+            "name": args.teacher,
+            "weight": args.teacher_weight,
+            "targets": reads + (", label-led (knowledge adjustment)" if adjusted else ""),
+        }
     meta = {
         "dataset": {
             "name": args.dataset,

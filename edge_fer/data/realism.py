@@ -20,7 +20,8 @@ import functools
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "TEACHER_CLASSES",
     "TeacherUnavailable",
     "FerTeacher",
+    "class_reader",
     "clip_probabilities",
     "load_teacher",
     "realism",
@@ -212,6 +214,23 @@ def realism(faces: np.ndarray, labels: Sequence[int], *, teacher: FerTeacher | N
     }
 
 
+def class_reader(classes: Sequence[str], *, teacher: FerTeacher | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The teacher as a function of uint8 faces (N, H, W[, 3]) -> (N, len(classes)) probabilities
+    in the order of ``classes`` (a model's), renormalised over them.
+
+    Raises:
+        DatasetError: ``classes`` names a class the teacher does not know.
+    """
+    teacher = teacher or load_teacher()
+    columns = _teacher_columns(classes)
+
+    def read(faces: np.ndarray) -> np.ndarray:
+        probabilities = teacher.probabilities(faces)[:, columns]
+        return probabilities / probabilities.sum(1, keepdims=True)
+
+    return read
+
+
 def clip_probabilities(
     records: Sequence, classes: Sequence[str], *, frames: int = 8, teacher: FerTeacher | None = None
 ) -> np.ndarray:
@@ -222,12 +241,7 @@ def clip_probabilities(
         DatasetError: ``classes`` names a class the teacher does not know.
     """
     teacher = teacher or load_teacher()
-    try:
-        columns = [DFER_CLASSES.index(canonical_class(name)) for name in classes]
-    except ValueError:
-        raise DatasetError(
-            f"the FER2013 teacher knows {', '.join(DFER_CLASSES)}; the model has {', '.join(classes)}"
-        ) from None
+    columns = _teacher_columns(classes)
     out = np.zeros((len(records), len(classes)), np.float32)
     for row, record in enumerate(records):
         picks = np.unique(np.linspace(0, len(record.frames) - 1, min(frames, len(record.frames))).round().astype(int))
@@ -235,6 +249,16 @@ def clip_probabilities(
         probabilities = teacher.probabilities(np.stack(faces)).mean(0)[columns]
         out[row] = probabilities / probabilities.sum()
     return out
+
+
+def _teacher_columns(classes: Sequence[str]) -> list[int]:
+    """The teacher's output column (DFER order) of each of a model's classes, by canonical name."""
+    try:
+        return [DFER_CLASSES.index(canonical_class(name)) for name in classes]
+    except ValueError:
+        raise DatasetError(
+            f"the FER2013 teacher knows {', '.join(DFER_CLASSES)}; the model has {', '.join(classes)}"
+        ) from None
 
 
 def synthetic_realism(root: str | Path, *, teacher: FerTeacher | None = None, write: bool = True) -> dict[str, Any]:

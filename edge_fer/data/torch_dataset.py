@@ -7,14 +7,14 @@ Call ``set_epoch`` before each epoch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from edge_fer.data.records import ClipRecord
-from edge_fer.preprocessing.clips import clip_indices, eval_transform, load_frames, train_transform
+from edge_fer.preprocessing.clips import clip_indices, eval_transform, load_frames, normalise, train_views
 from edge_fer.presets import Preprocessing
 
 __all__ = ["ClipDataset", "FrameDataset", "MicroDataset"]
@@ -39,15 +39,34 @@ class _Records(_Epoched):
         self.records = list(records)
         self.pre = pre
 
-    teacher: np.ndarray | None = None  # (N, C) a teacher's class probabilities per record, for distillation
+    # Distillation targets, either fixed per record or read off each training view:
+    teacher: np.ndarray | None = None  # (N, C) a teacher's class probabilities per record
+    # uint8 BGR faces (N, H, W, 3) -> (N, C) probabilities: the teacher reads every training
+    # sample as the model sees it (same crop and flip, each epoch anew), up to
+    # ``teacher_frames`` frames of a clip, averaged.
+    teacher_reader: Callable[[np.ndarray], np.ndarray] | None = None
+    teacher_frames: int = 4
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def _with_teacher(self, index: int, item: torch.Tensor, label: int) -> tuple:
-        if self.teacher is None:
-            return item, label
-        return item, label, torch.from_numpy(self.teacher[index].astype(np.float32))
+    def _transform(self, index: int, frames: list[np.ndarray], rng: np.random.Generator) -> tuple:
+        """(model input (T, 3, H, W), teacher target (C,) or None) of one sample's frames."""
+        if not self.train:
+            return eval_transform(frames, self.pre), None
+        views = train_views(frames, self.pre, rng)
+        target = None
+        if self.teacher_reader is not None:
+            picks = np.unique(np.linspace(0, len(views) - 1, min(self.teacher_frames, len(views))).round().astype(int))
+            target = self.teacher_reader(views[picks]).mean(0).astype(np.float32)
+            target /= target.sum()
+        elif self.teacher is not None:
+            target = self.teacher[index].astype(np.float32)
+        return normalise(views, self.pre), target
+
+    @staticmethod
+    def _item_tuple(item: torch.Tensor, label: int, target: np.ndarray | None) -> tuple:
+        return (item, label) if target is None else (item, label, torch.from_numpy(target))
 
 
 class ClipDataset(_Records):
@@ -55,20 +74,19 @@ class ClipDataset(_Records):
     probabilities of the clip when ``teacher`` (N, C) is set (distillation)."""
 
     def __getitem__(self, index: int) -> tuple:
-        clip, label = self._item(index, self.train)
-        return self._with_teacher(index, clip, label)
+        record = self.records[index]
+        rng = self.rng(index)
+        indices = clip_indices(len(record.frames), self.pre, train=self.train, rng=rng)
+        frames = load_frames(record.frames, indices, source=f"video {record.video_id}")
+        clip, target = self._transform(index, frames, rng)
+        return self._item_tuple(torch.from_numpy(clip), record.label, target)
 
     def eval_item(self, index: int) -> tuple[torch.Tensor, int]:
         """The clip as evaluation makes it (centred sampling, resize), even in a training set."""
-        return self._item(index, False)
-
-    def _item(self, index: int, train: bool) -> tuple[torch.Tensor, int]:
         record = self.records[index]
-        rng = self.rng(index)
-        indices = clip_indices(len(record.frames), self.pre, train=train, rng=rng)
+        indices = clip_indices(len(record.frames), self.pre, train=False, rng=self.rng(index))
         frames = load_frames(record.frames, indices, source=f"video {record.video_id}")
-        clip = train_transform(frames, self.pre, rng) if train else eval_transform(frames, self.pre)
-        return torch.from_numpy(clip), record.label
+        return torch.from_numpy(eval_transform(frames, self.pre)), record.label
 
 
 class FrameDataset(_Records):
@@ -81,8 +99,8 @@ class FrameDataset(_Records):
         count = len(record.frames)
         position = int(rng.integers(count)) if self.train else count // 2
         frames = load_frames(record.frames, np.array([position]), source=f"video {record.video_id}")
-        image = train_transform(frames, self.pre, rng) if self.train else eval_transform(frames, self.pre)
-        return self._with_teacher(index, torch.from_numpy(image[0]), record.label)
+        image, target = self._transform(index, frames, rng)
+        return self._item_tuple(torch.from_numpy(image[0]), record.label, target)
 
 
 class MicroDataset(_Epoched):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["symmetric_kl", "CompactSoftmaxCrossEntropy"]
+__all__ = ["symmetric_kl", "CompactSoftmaxCrossEntropy", "DistillationLoss", "adjust_to_labels"]
 
 
 def symmetric_kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
@@ -103,18 +103,36 @@ class DistillationLoss(nn.Module):
 
     loss = (1 - weight) * base(logits, labels) + weight * CE(softmax(logits), teacher)
 
+    With ``adjust`` the teacher's probabilities are first corrected where its top class is not
+    the label: the label's probability and the top one trade places ("knowledge adjustment",
+    Wen et al. 2019, arXiv:1911.07471). The label then always leads the target while the
+    teacher's view of how alike the other classes look is kept - without it a class the teacher
+    reads as another (our rendered disgust as anger) is learnt as that other class.
+
     Batches without teacher probabilities (validation, QAT) get ``base`` alone.
     """
 
-    def __init__(self, base: nn.Module, weight: float) -> None:
+    def __init__(self, base: nn.Module, weight: float, *, adjust: bool = False) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the teacher's weight must be in [0, 1], got {weight}")
-        self.base, self.weight = base, weight
+        self.base, self.weight, self.adjust = base, weight, adjust
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
         loss = self.base(logits, target)
         if teacher is None or self.weight == 0:
             return loss
+        if self.adjust:
+            teacher = adjust_to_labels(teacher, target)
         soft = -(teacher * F.log_softmax(logits, dim=1)).sum(1).mean()
         return (1 - self.weight) * loss + self.weight * soft
+
+
+def adjust_to_labels(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Swap each row's label probability with its largest, so the label leads (ties unchanged)."""
+    top = probabilities.argmax(1)
+    rows = torch.arange(len(labels), device=probabilities.device)
+    adjusted = probabilities.clone()
+    adjusted[rows, labels] = probabilities[rows, top]
+    adjusted[rows, top] = probabilities[rows, labels]
+    return adjusted

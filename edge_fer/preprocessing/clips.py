@@ -37,6 +37,7 @@ __all__ = [
     "resize_frame",
     "face_crop",
     "train_transform",
+    "train_views",
     "eval_transform",
     "normalise",
     "to_model_input",
@@ -141,6 +142,18 @@ def train_transform(
     ratio: tuple[float, float] = (0.9, 1.1),
 ) -> np.ndarray:
     """Random-sized crop + horizontal flip, the same for every frame -> (T, 3, H, W) float32."""
+    return normalise(train_views(frames, pre, rng, scale=scale, ratio=ratio), pre)
+
+
+def train_views(
+    frames: list[np.ndarray],
+    pre: Preprocessing,
+    rng: np.random.Generator,
+    *,
+    scale: tuple[float, float] = (0.8, 1.0),
+    ratio: tuple[float, float] = (0.9, 1.1),
+) -> np.ndarray:
+    """``train_transform``'s crops before normalisation: (T, H, W, 3) uint8 BGR (what a teacher reads)."""
     height, width = frames[0].shape[:2]
     top, left, h, w = _crop_box(height, width, rng, scale, ratio)
     flip = rng.random() < 0.5
@@ -149,7 +162,7 @@ def train_transform(
     for frame in frames:
         crop = cv2.resize(frame[top : top + h, left : left + w], (out_w, out_h), interpolation=cv2.INTER_LINEAR)
         resized.append(crop[:, ::-1] if flip else crop)
-    return normalise(np.stack(resized), pre)
+    return np.stack(resized)
 
 
 def resize_frame(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
