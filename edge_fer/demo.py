@@ -47,7 +47,7 @@ class DemoSizes:
 
 # Full: enough training for stt_tiny to learn the synthetic set (its loss stays at chance for
 # the first third of the epochs, then drops). Quick: a smoke run of every step, too short to learn.
-# expected_s: FULL measured on a 2-core AMD EPYC Zen 4 (393 s, AVX-512; the `au` set has not been timed
+# expected_s: FULL measured on a 2-core AMD EPYC Zen 4 (363 s, AVX-512; the `au` set has not been timed
 # on an AVX2-only CPU yet); QUICK on a Zen 3 (AVX2 only) before the `au` set, not re-timed.
 FULL = DemoSizes(
     dfer_clips=2100,
@@ -63,7 +63,7 @@ FULL = DemoSizes(
     qat_calib_samples=32,
     frame_size=96,
     bench_video_frames=150,
-    expected_s=400,
+    expected_s=370,
 )
 QUICK = DemoSizes(
     dfer_clips=140,
