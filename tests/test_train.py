@@ -138,8 +138,22 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
     run = tmp_path / "frame"
     result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(run), "--single-frame")
     assert result.returncode == 0, result.stderr
-    _, _, payload = load_model(run / "best.pt")
+    frame_model, _, payload = load_model(run / "best.pt")
     assert payload["model_kind"] == "frame_baseline"
+
+    # Two-stage training with the frame model's trunk frozen: the STT's trunk comes out exactly
+    # as loaded (weights and BatchNorm statistics), while the rest of the model learns.
+    stt = tmp_path / "stt"
+    frozen = ["--pretrained", str(run / "best.pt"), "--freeze-trunk", "--epochs", "1"]
+    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *frozen)
+    assert result.returncode == 0, result.stderr
+    model, _, _ = load_model(stt / "best.pt")
+    expected = frame_model.trunk.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in model.backbone.trunk.state_dict().items())
+    last = read_checkpoint(stt / "last.pt")
+    assert last["optimizer"]["state"]  # something else was trained
+    alone = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "x"), "--freeze-trunk")
+    assert alone.returncode == 1 and "--pretrained" in alone.stderr and "Traceback" not in alone.stderr
 
 
 def test_htnet_loso_run(tmp_path):
