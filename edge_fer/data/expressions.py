@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edge_fer.data.synth import FACE_CENTRE_X
+
 __all__ = [
     "ACTION_UNITS",
     "EMOTION_PROTOTYPES",
@@ -45,7 +47,7 @@ __all__ = [
     "warp_field",
 ]
 
-MIDLINE_X = 0.43  # the LFW crops sit a little left of centre (eye midpoint)
+MIDLINE_X = FACE_CENTRE_X  # the LFW crops' eye midpoint: a little left of centre
 
 # Mirrored points: (offset from the midline, y). "_l" is the image's left.
 _SIDE_POINTS = {

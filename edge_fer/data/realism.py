@@ -29,7 +29,7 @@ import numpy as np
 from edge_fer.data.synth import dfer_frame_path
 from edge_fer.errors import DatasetError, EdgeFerError
 from edge_fer.fileio import atomic_output
-from edge_fer.preprocessing.clips import load_frames
+from edge_fer.preprocessing.clips import load_frames, spread_indices
 from edge_fer.presets import DFER_CLASSES, canonical_class
 
 __all__ = [
@@ -244,7 +244,7 @@ def clip_probabilities(
     columns = _teacher_columns(classes)
     out = np.zeros((len(records), len(classes)), np.float32)
     for row, record in enumerate(records):
-        picks = np.unique(np.linspace(0, len(record.frames) - 1, min(frames, len(record.frames))).round().astype(int))
+        picks = spread_indices(len(record.frames), frames)
         faces = load_frames(record.frames, picks, source=f"video {record.video_id}")
         probabilities = teacher.probabilities(np.stack(faces)).mean(0)[columns]
         out[row] = probabilities / probabilities.sum()

@@ -14,7 +14,14 @@ import torch
 from torch.utils.data import Dataset
 
 from edge_fer.data.records import ClipRecord
-from edge_fer.preprocessing.clips import clip_indices, eval_transform, load_frames, normalise, train_views
+from edge_fer.preprocessing.clips import (
+    clip_indices,
+    eval_transform,
+    load_frames,
+    normalise,
+    spread_indices,
+    train_views,
+)
 from edge_fer.presets import Preprocessing
 
 __all__ = ["ClipDataset", "FrameDataset", "MicroDataset"]
@@ -57,8 +64,8 @@ class _Records(_Epoched):
         views = train_views(frames, self.pre, rng)
         target = None
         if self.teacher_reader is not None:
-            picks = np.unique(np.linspace(0, len(views) - 1, min(self.teacher_frames, len(views))).round().astype(int))
-            target = self.teacher_reader(views[picks]).mean(0).astype(np.float32)
+            target = self.teacher_reader(views[spread_indices(len(views), self.teacher_frames)]).mean(0)
+            target = target.astype(np.float32)
             target /= target.sum()
         elif self.teacher is not None:
             target = self.teacher[index].astype(np.float32)

@@ -31,6 +31,7 @@ __all__ = [
     "frame_rate",
     "clip_window",
     "sample_indices",
+    "spread_indices",
     "clip_indices",
     "window_clip",
     "load_frames",
@@ -84,6 +85,11 @@ def sample_indices(
     return (starts[:, None] + np.arange(per_segment)[None]).ravel().astype(np.int64)
 
 
+def spread_indices(num_frames: int, most: int) -> np.ndarray:
+    """Up to ``most`` frame indices spread evenly over ``num_frames``, first and last included."""
+    return np.unique(np.linspace(0, num_frames - 1, min(most, num_frames)).round().astype(np.int64))
+
+
 def clip_indices(
     num_frames: int, pre: Preprocessing, *, train: bool, rng: np.random.Generator | None = None
 ) -> np.ndarray:
@@ -134,15 +140,11 @@ def _crop_box(
 
 
 def train_transform(
-    frames: list[np.ndarray],
-    pre: Preprocessing,
-    rng: np.random.Generator,
-    *,
-    scale: tuple[float, float] = (0.8, 1.0),
-    ratio: tuple[float, float] = (0.9, 1.1),
+    frames: list[np.ndarray], pre: Preprocessing, rng: np.random.Generator, **crop: tuple[float, float]
 ) -> np.ndarray:
-    """Random-sized crop + horizontal flip, the same for every frame -> (T, 3, H, W) float32."""
-    return normalise(train_views(frames, pre, rng, scale=scale, ratio=ratio), pre)
+    """Random-sized crop + horizontal flip, the same for every frame -> (T, 3, H, W) float32
+    (``train_views``, normalised; ``crop``: its ``scale`` and ``ratio``)."""
+    return normalise(train_views(frames, pre, rng, **crop), pre)
 
 
 def train_views(
