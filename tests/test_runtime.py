@@ -166,7 +166,7 @@ def test_streaming_pair_equals_full_clip_model(models, video):
             for track, buffer in streaming.buffers.items():
                 if buffer.times and buffer.times[-1] == frame.time:
                     full.push(track, frame.time, buffer.crops[-1])
-            due = [e["track"] for e in result.events]
+            due = [(pipeline.stream, e["track"]) for e in result.events]  # the classifier's keys
             if due:
                 expected = full.classify(due)
                 for event, reference in zip(result.events, expected):
@@ -466,3 +466,207 @@ def test_readme_python_example_runs_without_torch(models, video, tmp_path):
     labels = set(get_preset("stt_tiny").classes)
     for line in lines:
         assert line.split(": ")[1].split()[0] in labels
+
+
+def _events(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _same_events(got, expected):
+    """Same labels on the same frames and tracks; probabilities equal up to float batching."""
+    assert [(e["frame"], e["track"], e["label"]) for e in got] == [
+        (e["frame"], e["track"], e["label"]) for e in expected
+    ]
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a["box"], b["box"], atol=0.5)
+        np.testing.assert_allclose(list(a["probs"].values()), list(b["probs"].values()), atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def second_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video2") / "others.mp4"
+    script = write_face_video(path, seconds=6, fps=25, faces=("grace_hopper", "astronaut"), seed=3)
+    return path, script
+
+
+def test_two_file_sources_in_one_process_give_each_one_its_single_run_events(models, video, second_video, tmp_path):
+    common = ["--model", str(models / "stt_tiny.onnx"), "--backend", "onnxruntime", "--stride", "4"]
+    single = {}
+    for name, path in (("a", video[0]), ("b", second_video[0])):
+        result = camera(*common, "--source", str(path), "--events", str(tmp_path / f"{name}.jsonl"))
+        assert result.returncode == 0, result.stderr[-2000:]
+        single[name] = _events(tmp_path / f"{name}.jsonl")
+    stats = tmp_path / "stats.json"
+    both = camera(
+        *common,
+        *("--source", str(video[0]), "--source", str(second_video[0])),
+        *("--events", str(tmp_path / "both.jsonl"), "--stats-json", str(stats)),
+    )
+    assert both.returncode == 0, both.stderr[-2000:]
+    events = _events(tmp_path / "both.jsonl")
+    assert {e["source"] for e in events} == {str(video[0]), str(second_video[0])}
+    _same_events([e for e in events if e["source"] == str(video[0])], single["a"])
+    _same_events([e for e in events if e["source"] == str(second_video[0])], single["b"])
+    summary = json.loads(stats.read_text())
+    rows = {row["source"]: row for row in summary["sources"]}
+    assert rows[str(video[0])]["frames"] == video[1]["frames"]
+    assert rows[str(second_video[0])]["frames"] == second_video[1]["frames"]
+    assert summary["frames"] == video[1]["frames"] + second_video[1]["frames"]
+    assert all(row["ended"] is None for row in rows.values())
+    # each source's frames share batches: fewer backbone/head calls than frames
+    assert summary["model"]["head"] == "sync"
+
+
+def _serve_then_die(data: bytes, cut: int):
+    """An HTTP server on 127.0.0.1 that sends the first ``cut`` bytes of ``data`` to its first
+    client, then drops the connection and stops listening (a camera that dies mid-stream)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def serve():
+        connection, _ = server.accept()
+        connection.recv(65536)
+        connection.sendall(
+            b"HTTP/1.0 200 OK\r\nContent-Type: video/x-msvideo\r\nContent-Length: %d\r\n\r\n" % len(data)
+        )
+        connection.sendall(data[:cut])
+        time.sleep(0.5)
+        connection.close()
+        server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/camera.avi"
+
+
+def test_a_source_that_dies_mid_run_leaves_the_others_running(models, video, second_video, tmp_path):
+    import cv2
+
+    # the second video as MJPEG AVI: readable from a stream that is cut anywhere
+    avi = tmp_path / "camera.avi"
+    reader = cv2.VideoCapture(str(second_video[0]))
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 360))
+    while True:
+        ok, image = reader.read()
+        if not ok:
+            break
+        writer.write(image)
+    reader.release()
+    writer.release()
+    url = _serve_then_die(avi.read_bytes(), avi.stat().st_size // 2)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\0" * 4096)  # exists, cannot be opened
+    # fixed head and stride: with a live source both would default to real-time scheduling
+    common = ["--model", str(models / "stt_tiny.onnx"), "--backend", "onnxruntime", "--head", "sync", "--stride", "4"]
+    alone = camera(*common, "--source", str(video[0]), "--events", str(tmp_path / "alone.jsonl"))
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    stats = tmp_path / "stats.json"
+    result = camera(
+        *common,
+        *("--source", str(video[0]), "--source", url, "--source", str(broken), "--reconnect-timeout", "1"),
+        *("--events", str(tmp_path / "all.jsonl"), "--stats-json", str(stats)),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {row["source"]: row for row in json.loads(stats.read_text())["sources"]}
+    assert rows[str(video[0])]["frames"] == video[1]["frames"] and rows[str(video[0])]["ended"] is None
+    assert 0 < rows[url]["frames"] < second_video[1]["frames"]
+    assert "lost and not back" in rows[url]["ended"]
+    assert rows[str(broken)]["frames"] == 0 and "cannot open" in rows[str(broken)]["ended"]
+    events = _events(tmp_path / "all.jsonl")
+    _same_events([e for e in events if e["source"] == str(video[0])], _events(tmp_path / "alone.jsonl"))
+    assert "Traceback" not in result.stderr
+
+
+def test_sources_file_and_no_source_errors(models, video, tmp_path):
+    listing = tmp_path / "sources.txt"
+    listing.write_text(f"# site cameras\n{video[0]}\n\n{video[0]}\n")
+    stats = tmp_path / "stats.json"
+    result = camera("--sources", str(listing), "--max-frames", "30", "--stats-json", str(stats))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [row["frames"] for row in json.loads(stats.read_text())["sources"]] == [30, 30]
+    for args, message in (
+        ((), "give a source"),
+        (("--sources", str(tmp_path / "missing.txt")), "cannot read it"),
+        (("--source", str(video[0]), "--source", str(video[0]), "--record", str(tmp_path / "x.mp4")), "one source"),
+    ):
+        bad = camera(*args)
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_refresh_budget_spends_what_the_frame_rate_leaves():
+    from edge_fer.runtime.streaming import RefreshBudget
+
+    budget = RefreshBudget(40.0)  # 25 fps
+    assert budget.allowance() == 1  # nothing measured yet: one face, to measure it
+    budget.head_took(10.0, 1)
+    refreshed = 0
+    for _ in range(100):
+        budget.loop_took(20.0)  # 20 ms of every 40 left over: two 10 ms faces a tick
+        faces = budget.allowance()
+        budget.head_took(10.0 * faces, faces)
+        refreshed += faces
+    assert 195 <= refreshed <= 200
+    budget.loop_took(500.0)  # a loop slower than the camera earns nothing, even after a burst
+    for _ in range(50):
+        budget.loop_took(500.0)
+    assert budget.allowance() == 0
+    with pytest.raises(ValueError):
+        RefreshBudget(0)
+
+
+def test_stride_auto_refreshes_oldest_labels_first_and_never_starves_a_face(models):
+    from edge_fer.runtime.streaming import ExpressionModel, RefreshBudget, StreamingClassifier
+
+    model = ExpressionModel(models / "stt_tiny.onnx", backend="onnxruntime")
+    budget = RefreshBudget(40.0, max_age=6)
+    classifier = StreamingClassifier(model, budget=budget)
+    crop = np.full((*model.preset.preprocessing.input_size, 3), 128, np.uint8)
+    faces = ["a", "b", "c", "d"]
+    history = {face: [] for face in faces}
+    start = int(np.ceil(classifier.window * 25))  # once every clip has filled its window
+    for tick in range(start + 40):
+        for face in faces:
+            classifier.push(face, tick / 25, crop)
+        # the budget, as measured, allows one face a tick: labels go round, oldest first
+        budget.face_ms, budget.credit_ms = 10.0, 10.0
+        due = classifier.due()
+        if tick >= start:
+            assert len(due) == 1
+            oldest = max(classifier.buffers[f].frames_since_head for f in faces)
+            assert classifier.buffers[due[0]].frames_since_head == oldest
+        for face in due:
+            history[face].append(tick)
+        classifier.classify(due)
+    for face in faces:  # round robin: every face every 4 ticks once all are labelled
+        gaps = np.diff([t for t in history[face] if t >= start])
+        assert len(gaps) >= 8 and set(gaps) == {4}, (face, history[face])
+    # no budget at all: a face is still refreshed once its label is max_age frames old
+    budget.face_ms, budget.credit_ms = 10.0, -1e9
+    for tick in range(start + 40, start + 52):
+        for face in faces:
+            classifier.push(face, tick / 25, crop)
+        due = classifier.due()
+        assert all(classifier.buffers[face].frames_since_head >= 6 for face in due)
+        classifier.classify(due)
+    assert all(buffer.frames_since_head < 6 for buffer in classifier.buffers.values())
+
+
+def test_camera_stride_auto_labels_every_face_and_reports_label_age(models, video, tmp_path):
+    stats, events = tmp_path / "stats.json", tmp_path / "events.jsonl"
+    result = camera(
+        *("--model", str(models / "stt_tiny.onnx"), "--source", str(video[0]), "--stride", "auto"),
+        *("--events", str(events), "--stats-json", str(stats)),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(stats.read_text())
+    assert summary["model"]["stride"] == "auto"
+    age = summary["label_age"]
+    assert 0 <= age["frames_p50"] <= age["frames_p99"] <= age["frames_max"] <= 16
+    assert age["ms_max"] == pytest.approx(age["frames_max"] * 40, abs=1)  # 25 fps
+    rows = _events(events)
+    assert len({e["track"] for e in rows}) >= 2
+    aged = [e for e in rows if "label_age_frames" in e]
+    assert aged and all(1 <= e["label_age_frames"] <= 16 for e in aged)

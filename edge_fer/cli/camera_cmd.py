@@ -27,9 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--micro-model", type=Path, help="HTNet artifact for micro-expression events (optional)")
     parser.add_argument(
         "--source",
-        required=True,
-        help="camera index, /dev/videoN, video file, rtsp:// or http:// URL, "
-        "GStreamer pipeline, or csi://N (Jetson CSI camera)",
+        action="append",
+        default=[],
+        help="camera index, /dev/videoN, video file, rtsp:// or http:// URL, GStreamer pipeline, or csi://N "
+        "(Jetson CSI camera); repeat it to read several sources in this one process (one detector and model "
+        "for all, heads batched across them)",
+    )
+    parser.add_argument(
+        "--sources", type=Path, help="a text file of sources, one per line (# comments), read like repeated --source"
     )
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--display", action="store_true", help="show the annotated video in a window")
@@ -38,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--record", type=Path, help="write the annotated video to this .mp4 file")
     parser.add_argument("--force", action="store_true", help="overwrite existing --events/--record files")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--stride", type=int, default=4, help="refresh each face's label every S frames (default 4)")
+    parser.add_argument(
+        "--stride",
+        type=_stride,
+        help="refresh each face's label every S frames, or auto: as often as the time left over allows while "
+        "the loop holds the sources' frame rate, oldest label first (default: auto for live sources, 4 for files)",
+    )
     parser.add_argument("--detect-every", type=int, default=5, help="run the face detector every N frames (default 5)")
     parser.add_argument("--max-faces", type=int, default=8, help="track at most this many faces (default 8)")
     parser.add_argument(
@@ -94,6 +104,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _stride(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        stride = int(value)
+    except ValueError:
+        stride = 0
+    if stride < 1:
+        raise argparse.ArgumentTypeError(
+            f"--stride must be a whole number of frames (at least 1) or auto, not {value!r}"
+        )
+    return stride
+
+
 def _artifact_precision(value: str) -> str:
     if value in ("f32", "f16", "bf16"):
         raise argparse.ArgumentTypeError(
@@ -105,11 +129,26 @@ def _artifact_precision(value: str) -> str:
     return value
 
 
+def _sources(args: argparse.Namespace) -> list[str]:
+    from edge_fer.errors import SourceError
+
+    sources = list(args.source)
+    if args.sources is not None:
+        try:
+            lines = args.sources.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError(f"--sources {args.sources}: cannot read it ({exc.__class__.__name__})") from None
+        sources += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not sources:
+        raise SourceError("give a source: --source (repeat it for several) or --sources FILE")
+    return sources
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_fer.runtime.camera import CameraConfig, run_camera
 
     config = CameraConfig(
-        source=args.source,
+        source=_sources(args),
         model=args.model,
         micro_model=args.micro_model,
         backend=args.backend,

@@ -30,10 +30,10 @@ from typing import Any
 from edge_fer.errors import SourceError
 from edge_fer.runtime.detection import open_face_detector
 from edge_fer.runtime.micro import MicroModel, MicroSpotter
-from edge_fer.runtime.pipeline import Pipeline, PipelineConfig, StageStats, as_bgr8
+from edge_fer.runtime.pipeline import MultiPipeline, Pipeline, PipelineConfig, StageStats, as_bgr8
 from edge_fer.runtime.sinks import Display, EventLog, Recorder, draw_overlay
-from edge_fer.runtime.sources import FrameSource, parse_source
-from edge_fer.runtime.streaming import StreamingClassifier
+from edge_fer.runtime.sources import FrameSource, SourceSet, parse_source
+from edge_fer.runtime.streaming import RefreshBudget, StreamingClassifier
 
 __all__ = ["CameraConfig", "open_model", "open_pipeline", "open_source", "run_camera"]
 
@@ -192,7 +192,7 @@ def open_source(source: str, *, reconnect_timeout: float = 30.0, loop: bool = Fa
 class CameraConfig:
     """Everything ``run_camera`` needs: the flags of ``edge-fer camera``, typed."""
 
-    source: str
+    source: str | list[str]  # one source, or several read in one process (one --source each)
     model: Path | None = None  # STT artifact or a folder of several (None: track faces only)
     micro_model: Path | None = None  # HTNet artifact for micro-expression events
     backend: str = "auto"
@@ -204,15 +204,16 @@ class CameraConfig:
     streaming: bool = True  # backbone/head pair where exported
     verify: bool = True  # False: --trust
     detector: str = "retinaface"
-    stride: int = 4
+    stride: int | str | None = None  # label refresh: every N frames, "auto" (hold the frame rate), None:
+    # auto when a source is live, else 4
     detect_every: int = 5
-    max_faces: int = 8
-    head: str = "auto"  # sync, async, auto (async for live sources)
+    max_faces: int = 8  # per source
+    head: str = "auto"  # sync, async, auto (async when any source is live)
     smoothing: float = 0.6
     micro_threshold: float = 2.0
     reconnect_timeout: float = 30.0
     loop: bool = False
-    max_frames: int | None = None
+    max_frames: int | None = None  # per source
     events: Path | None = None
     record: Path | None = None
     display: bool = False
@@ -221,19 +222,47 @@ class CameraConfig:
     stats_json: Path | None = None
     stats_log: Path | None = None
 
+    @property
+    def sources(self) -> list[str]:
+        return [self.source] if isinstance(self.source, str) else list(self.source)
+
+
+@dataclass
+class _SourceStats:
+    """One source's share of a run (the summary's ``sources`` rows)."""
+
+    frames: int = 0
+    events: int = 0
+    bad_frames: int = 0
+    ended: str | None = None  # why it stopped before the run did
+
 
 def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str, Any]:
-    """Run the camera loop until the source ends, ``max_frames``, Ctrl-C/SIGTERM or the window
+    """Run the camera loop until every source ends, ``max_frames``, Ctrl-C/SIGTERM or the window
     closes; return the run's summary (what ``--stats-json`` writes). Progress and warnings go
     to stderr. ``summary["outputs_incomplete"]`` lists sinks that could not be written fully.
 
+    Several sources run in this one process: a tracker per source, one detector and one
+    model whose backbone and head batch the faces of every source; a source that fails or
+    ends leaves the others running. Events carry their ``source``; the summary has a row per
+    source under ``sources``, its totals are over all of them.
+
     Raises:
-        EdgeFerError: bad source, model or knob; a source that gave no frame at all.
+        EdgeFerError: bad source, model or knob; no source gave a frame at all.
     """
     started = time.perf_counter()
     logging.basicConfig(level=logging.WARNING, format="edge-fer camera: %(message)s", stream=sys.stderr)
-    spec = parse_source(config.source)
-    async_head = config.head == "async" or (config.head == "auto" and spec.live)
+    names = config.sources
+    if not names:
+        raise SourceError("no --source given")
+    specs = [parse_source(name) for name in names]
+    if len(specs) > 1 and (config.record or config.display):
+        raise SourceError(f"--record and --display show one source; got {len(specs)} (drop them, or run one source)")
+    live = any(spec.live for spec in specs)
+    async_head = config.head == "async" or (config.head == "auto" and live)
+    stride = config.stride if config.stride is not None else ("auto" if live else 4)
+    if stride != "auto" and not (isinstance(stride, int) and stride >= 1):
+        raise SourceError(f"--stride must be a whole number of frames (at least 1) or auto, not {stride!r}")
     pipeline = open_pipeline(
         config.model,
         micro_model=config.micro_model,
@@ -246,22 +275,33 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
         max_drop=config.max_drop,
         streaming=config.streaming,
         verify=config.verify,
-        stride=config.stride,
+        stride=4 if stride == "auto" else stride,  # auto: the model is chosen as for a stride of 4
         smoothing=config.smoothing,
         micro_threshold=config.micro_threshold,
         detect_every=config.detect_every,
         max_faces=config.max_faces,
         async_head=async_head,
     )
-    closers = [pipeline.close]
+    multi = MultiPipeline(pipeline, [spec.shown for spec in specs])
+    closers = [multi.close]
     classifier, detector = pipeline.classifier, pipeline.detector
     try:
         events = EventLog(config.events, force=config.force) if config.events else None
         if events:
             closers.append(events.close)
-        source = FrameSource(spec, reconnect_timeout=config.reconnect_timeout, loop=config.loop)
-        closers.append(source.close)
-        recorder = Recorder(config.record, source.fps, force=config.force) if config.record else None
+        sources = SourceSet(
+            specs, reconnect_timeout=config.reconnect_timeout, loop=config.loop, required=len(specs) == 1
+        )
+        closers.append(sources.close)
+        first = next(iter(sources.sources.values()))
+        if stride == "auto" and classifier is not None:
+            # the budget of a tick: the fastest live source's frame interval (files: their own rate)
+            rates = [s.fps for s in sources.sources.values() if s.spec.live] or [
+                s.fps for s in sources.sources.values()
+            ]
+            fps = max(rates) if max(rates) > 0 else 30.0
+            classifier.budget = RefreshBudget(1000.0 / fps)
+        recorder = Recorder(config.record, first.fps, force=config.force) if config.record else None
         if recorder:
             closers.append(recorder.close)
         display = Display() if config.display else None
@@ -272,34 +312,55 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
             model = classifier.model
             what = f"{model.preset.name} {model.artifact.precision} on {model.backend_name}"
             what += " (streaming backbone/head)" if classifier.model.streaming else " (full model per label)"
-        _say(f"{spec.shown} -> {what}, detector {detector.name}")
+        shown = ", ".join(spec.shown for spec in specs)
+        _say(f"{shown} -> {what}, detector {detector.name}")
         stats = StageStats()
+        per_source = {stream: _SourceStats() for stream in range(len(specs))}
+        for stream, reason in sources.errors.items():
+            per_source[stream].ended = reason
         stopper = _Stopper(handle_signals)
         loop_start = time.perf_counter()
         startup_s = loop_start - started
         last_stats = loop_start
         warm_frames, warm_clock = 0, None
         warned: set[str] = set()
-        bad_frames = 0
         stats_log = open(config.stats_log, "a") if config.stats_log else None  # noqa: SIM115 - closed below
         if stats_log is not None:
             closers.append(stats_log.close)
         try:
-            for frame in source:
-                began = time.perf_counter()
-                try:
-                    frame.image = as_bgr8(frame.image)
-                except SourceError as exc:  # one bad frame from a camera must not end the run
-                    bad_frames += 1
-                    _warn_once(warned, f"skipping unusable frames ({exc})")
+            while not stopper.signal:
+                running = [s for s in sources.running if not _reached(per_source[s], config.max_frames)]
+                if not running:
+                    break
+                frames = {s: f for s, f in sources.tick().items() if s in running}
+                for stream, reason in sources.errors.items():
+                    if per_source[stream].ended is None:
+                        per_source[stream].ended = reason
+                        if len(specs) > 1:
+                            _say(f"warning: {reason}; the other sources go on")
+                if not frames:
                     continue
-                result = pipeline.process(frame)
-                if events:
-                    for event in result.events:
-                        events.write(event)
+                began = time.perf_counter()
+                for stream, frame in list(frames.items()):
+                    try:
+                        frame.image = as_bgr8(frame.image)
+                    except SourceError as exc:  # one bad frame from a camera must not end the run
+                        per_source[stream].bad_frames += 1
+                        _warn_once(warned, f"skipping unusable frames ({exc})")
+                        del frames[stream]
+                if not frames:
+                    continue
+                results = multi.process(frames)
+                for stream, result in results.items():
+                    per_source[stream].frames += 1
+                    per_source[stream].events += len(result.events)
+                    if events:
+                        for event in result.events:
+                            events.write(event)
                 if recorder or display:
+                    result = results[0]
                     status = f"{len(result.faces)} face(s)  {stats.frames / max(began - loop_start, 1e-9):.0f} fps"
-                    annotated = draw_overlay(frame.image, result.faces, status)
+                    annotated = draw_overlay(frames[0].image, result.faces, status)
                     if recorder:
                         recorder.write(annotated)
                     if display and not display.show(annotated):
@@ -307,32 +368,35 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
                 for sink in (events, recorder):
                     if sink is not None and sink.failed:  # warn once, keep classifying
                         _warn_once(warned, f"output incomplete, continuing without it: {sink.failed}")
-                stats.add(result, (time.perf_counter() - began) * 1000 + frame.decode_ms)
+                # a tick's time is shared by its frames (one source: the frame's own time)
+                tick_ms = (time.perf_counter() - began) * 1000
+                for stream, result in results.items():
+                    stats.add(result, tick_ms / len(results) + frames[stream].decode_ms)
                 now = time.perf_counter()
-                if warm_clock is None and stats.frames >= WARMUP_FRAMES:  # steady state: after warm-up
+                if warm_clock is None and stats.frames >= WARMUP_FRAMES * len(specs):  # after warm-up
                     warm_frames, warm_clock = stats.frames, now
                 if config.stats_every and now - last_stats >= config.stats_every:
                     if stats_log is not None:
-                        stats_log.write(_interval(stats, now - loop_start, pipeline, source) + "\n")
+                        stats_log.write(_interval(stats, now - loop_start, multi, sources) + "\n")
                         stats_log.flush()
                     stats.interval_ms.clear()
                     last_stats = now
                     print(_stats_line(stats, now - loop_start), file=sys.stderr)
-                if stopper.signal or (config.max_frames and stats.frames >= config.max_frames):
-                    break
         finally:
             stopper.restore()
         elapsed = time.perf_counter() - loop_start
     finally:
         for close in reversed(closers):
             close()
-    if source.error and stats.frames == 0:
-        raise SourceError(source.error)
+    if stats.frames == 0 and any(row.ended for row in per_source.values()):
+        raise SourceError("; ".join(row.ended for row in per_source.values() if row.ended))
     steady = None
     if warm_clock is not None and stats.frames > warm_frames:
         steady = (stats.frames - warm_frames) / max(loop_start + elapsed - warm_clock, 1e-9)
+    pipelines = multi.pipelines
+    opened = sources.sources
     summary = {
-        "source": spec.shown,
+        "source": shown,
         "frames": stats.frames,
         "seconds": round(elapsed, 3),
         "startup_s": round(startup_s, 3),
@@ -344,14 +408,28 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
         "frame_ms_p99": round(float(_percentile(stats.frame_ms, 99)), 3),
         "faces_per_frame": round(stats.faces / max(stats.frames, 1), 3),
         "events": stats.events,
-        "tracks_opened": pipeline.tracks_opened,
-        "faces_capped": pipeline.tracker.capped,
+        "tracks_opened": sum(p.tracks_opened for p in pipelines),
+        "faces_capped": sum(p.tracker.capped for p in pipelines),
         "max_faces": config.max_faces,
-        "bad_frames": bad_frames,
+        "bad_frames": sum(row.bad_frames for row in per_source.values()),
         "nonfinite_outputs": 0 if classifier is None else classifier.nonfinite,
-        "dropped_frames": source.dropped,
-        "reconnects": source.reconnects,
+        "dropped_frames": sum(source.dropped for source in opened.values()),
+        "reconnects": sum(source.reconnects for source in opened.values()),
         "stopped_by": stopper.signal,
+        "sources": [
+            {
+                "source": spec.shown,
+                "frames": row.frames,
+                "fps": round(row.frames / max(elapsed, 1e-9), 2),
+                "events": row.events,
+                "tracks_opened": pipelines[stream].tracks_opened,
+                "bad_frames": row.bad_frames,
+                "dropped_frames": opened[stream].dropped if stream in opened else 0,
+                "reconnects": opened[stream].reconnects if stream in opened else 0,
+                "ended": row.ended,
+            }
+            for (stream, row), spec in zip(per_source.items(), specs)
+        ],
         "detector": detector.name,
         "model": None
         if classifier is None
@@ -363,9 +441,10 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
             "backend": classifier.model.backend_name,
             "streaming": classifier.model.streaming,
             "head": "async" if async_head else "sync",
-            "stride": config.stride,
+            "stride": stride,
             "backbone_frames": classifier.backbone_frames,
         },
+        "label_age": stats.label_age(),
     }
     print(_stats_line(stats, elapsed, final=summary), file=sys.stderr)
     if config.stats_json:
@@ -373,18 +452,23 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
 
         with atomic_output(config.stats_json, force=True) as tmp:
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    if source.error:
-        print(f"edge-fer camera: source ended: {source.error}", file=sys.stderr)
-    if pipeline.tracker.capped:
+    for row in per_source.values():
+        if row.ended:
+            print(f"edge-fer camera: source ended: {row.ended}", file=sys.stderr)
+    capped = summary["faces_capped"]
+    if capped:
         print(
-            f"edge-fer camera: {pipeline.tracker.capped} face detection(s) beyond --max-faces {config.max_faces} "
-            "were not tracked",
+            f"edge-fer camera: {capped} face detection(s) beyond --max-faces {config.max_faces} were not tracked",
             file=sys.stderr,
         )
     summary["outputs_incomplete"] = [s.failed for s in (events, recorder) if s is not None and s.failed]
     for reason in summary["outputs_incomplete"]:
         _say(f"warning: output incomplete: {reason}")
     return summary
+
+
+def _reached(row: _SourceStats, max_frames: int | None) -> bool:
+    return bool(max_frames) and row.frames >= max_frames
 
 
 def _rss_mb() -> float | None:
@@ -397,7 +481,7 @@ def _rss_mb() -> float | None:
     return None
 
 
-def _interval(stats, elapsed: float, pipeline, source) -> str:
+def _interval(stats, elapsed: float, multi, sources) -> str:
     """One --stats-log line: this interval's frame times, RSS, tracks, drops."""
     import numpy as np
 
@@ -409,10 +493,10 @@ def _interval(stats, elapsed: float, pipeline, source) -> str:
             "frame_ms_mean": round(float(recent.mean()), 3),
             "frame_ms_p99": round(float(np.percentile(recent, 99)), 3),
             "rss_mb": _rss_mb(),
-            "tracks_open": len(pipeline.tracker.tracks),
-            "tracks_opened": pipeline.tracks_opened,
-            "tracks_closed": pipeline.tracks_closed,
-            "dropped_frames": source.dropped,
+            "tracks_open": sum(len(p.tracker.tracks) for p in multi.pipelines),
+            "tracks_opened": sum(p.tracks_opened for p in multi.pipelines),
+            "tracks_closed": sum(p.tracks_closed for p in multi.pipelines),
+            "dropped_frames": sum(source.dropped for source in sources.sources.values()),
         }
     )
 

@@ -24,7 +24,7 @@ from edge_fer.runtime.sources import Frame
 from edge_fer.runtime.streaming import StreamingClassifier
 from edge_fer.runtime.tracker import FaceTracker
 
-__all__ = ["PipelineConfig", "Pipeline", "FrameResult", "STAGES", "as_bgr8"]
+__all__ = ["PipelineConfig", "Pipeline", "MultiPipeline", "FrameResult", "STAGES", "as_bgr8", "head_step"]
 
 STAGES = ("decode", "detect", "track", "align", "infer", "micro", "post")
 
@@ -75,8 +75,20 @@ def _box(box: np.ndarray) -> list[float]:
     return [float(v) for v in box]
 
 
+@dataclass
+class _Observed:
+    """One frame after detection, tracking and alignment: what the head step and ``finish`` need."""
+
+    frame: Frame
+    image: np.ndarray
+    gray: np.ndarray
+    visible: list
+    stage: dict[str, float]
+    detected: bool
+
+
 class Pipeline:
-    """Everything between a decoded frame and its events.
+    """Everything between a decoded frame and its events, for one source.
 
     Args:
         detector: face detector.
@@ -85,6 +97,9 @@ class Pipeline:
         config: runtime knobs.
         owns: what ``close()`` closes besides the classifier (``open_pipeline`` passes the
             models and the detector it opened).
+        stream: this source's number: its tracks are ``(stream, track)`` in the classifier and
+            the spotter, so several pipelines can share them (``MultiPipeline``).
+        name: the source as shown to users; when given, every event carries it as ``source``.
     """
 
     def __init__(
@@ -95,23 +110,34 @@ class Pipeline:
         micro: MicroSpotter | None = None,
         config: PipelineConfig | None = None,
         owns: tuple = (),
+        stream: int = 0,
+        name: str | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
         self._owned = owns
         self.detector = detector
         self.classifier = classifier
         self.micro = micro
+        self.stream, self.name = stream, name
         self.tracker = FaceTracker(max_faces=self.config.max_faces, max_missed=self.config.max_missed)
         self.labels: dict[int, tuple[str, float]] = {}
+        self.labelled_at: dict[int, tuple[int, float]] = {}  # track -> (frame, time) of its label
         self.micro_labels: dict[int, str] = {}
         self.frames_per_track: dict[int, int] = {}
         self.tracks_opened = 0
         self.tracks_closed = 0
 
+    def sibling(self, stream: int, name: str | None = None) -> Pipeline:
+        """A pipeline for another source over the same detector and models (owning neither)."""
+        return Pipeline(
+            self.detector, self.classifier, micro=self.micro, config=self.config, stream=stream, name=name
+        )
+
     def reset(self) -> None:
         """Start over on a new video: tracks, clips and labels are forgotten; counters stay."""
         self.tracker.reset()
         self.labels.clear()
+        self.labelled_at.clear()
         self.micro_labels.clear()
         self.frames_per_track.clear()
         for part in (self.classifier, self.micro):
@@ -133,6 +159,21 @@ class Pipeline:
         self.close()
 
     def process(self, frame: Frame) -> FrameResult:
+        began = time.perf_counter()
+        seen = self.observe(frame)
+        predictions, origin = [], frame
+        if self.classifier is not None:
+            clock = time.perf_counter()
+            predictions, started = head_step(self.classifier, self.due(seen), frame, self.config.async_head)
+            if predictions and started is not None:
+                origin = started
+            seen.stage["infer"] = _since(clock)
+        result = self.finish(seen, predictions, origin)
+        _loop_took(self.classifier, _since(began) - seen.stage["infer"])
+        return result
+
+    def observe(self, frame: Frame) -> _Observed:
+        """Detect (every ``detect_every`` frames), track, align, and push each face's crop to its clip."""
         stage = dict.fromkeys(STAGES, 0.0)
         stage["decode"] = frame.decode_ms
         image = as_bgr8(frame.image)
@@ -156,42 +197,47 @@ class Pipeline:
                 self.tracks_opened += 1
             self.frames_per_track[track.id] = self.frames_per_track.get(track.id, 0) + 1
             if self.classifier is not None:
-                self.classifier.push(track.id, frame.time, align_face(image, track.landmarks, pre.input_size[0]))
+                crop = align_face(image, track.landmarks, pre.input_size[0])
+                self.classifier.push((self.stream, track.id), frame.time, crop)
         stage["align"] = _since(clock)
+        return _Observed(frame, image, gray, visible, stage, detected)
 
+    def due(self, seen: _Observed) -> list[tuple[int, int]]:
+        """Classifier keys of this frame's visible faces whose label is due."""
+        return self.classifier.due([(self.stream, t.id) for t in seen.visible])
+
+    def finish(self, seen: _Observed, predictions: list, origin: Frame) -> FrameResult:
+        """Events from the head's predictions (those for faces still visible) and the micro
+        spotter; ``origin`` is the frame the predictions' clips ended on."""
+        frame, stage = seen.frame, seen.stage
         events: list[dict[str, Any]] = []
         event_origin: dict[int, Frame] = {}  # event -> the frame its clip ended on (async: an earlier one)
-        boxes = {t.id: t.box for t in visible}
+        boxes = {t.id: t.box for t in seen.visible}
         if self.classifier is not None:
             clock = time.perf_counter()
-            origin = frame
-            if self.config.async_head:
-                # results of the head started on an earlier frame; then start the next one
-                predictions, started = self.classifier.collect()
-                if predictions:
-                    origin = started
-                if not self.classifier.busy:
-                    self.classifier.submit([t for t in self.classifier.due() if t in boxes], frame)
-            else:
-                predictions = self.classifier.classify([t for t in self.classifier.due() if t in boxes])
-            stage["infer"] = _since(clock)
-            clock = time.perf_counter()
             for prediction in predictions:
-                if prediction.track not in boxes:  # left while its head ran
+                track = prediction.track[1]
+                if track not in boxes:  # left while its head ran
                     continue
                 score = float(prediction.probs[self.classifier.model.classes.index(prediction.label)])
-                self.labels[prediction.track] = (prediction.label, score)
-                events.append(
-                    self._event(frame, prediction.track, boxes[prediction.track], "expression", prediction.label)
-                    | {"probs": _probs(self.classifier.model.classes, prediction.probs), "clip_end": origin.index}
-                )
+                self.labels[track] = (prediction.label, score)
+                event = self._event(frame, track, boxes[track], "expression", prediction.label) | {
+                    "probs": _probs(self.classifier.model.classes, prediction.probs),
+                    "clip_end": origin.index,
+                }
+                if track in self.labelled_at:  # how old the label it replaces had grown
+                    last_frame, last_time = self.labelled_at[track]
+                    event["label_age_frames"] = frame.index - last_frame
+                    event["label_age_ms"] = (frame.time - last_time) * 1000
+                self.labelled_at[track] = (frame.index, frame.time)
+                events.append(event)
                 event_origin[id(events[-1])] = origin
             stage["post"] = _since(clock)
         if self.micro is not None:
             clock = time.perf_counter()
-            for track in visible:
-                self.micro.push(track.id, frame.time, gray, track.landmarks)
-                found = self.micro.spot(track.id, self.frames_per_track[track.id])
+            for track in seen.visible:
+                self.micro.push((self.stream, track.id), frame.time, seen.gray, track.landmarks)
+                found = self.micro.spot((self.stream, track.id), self.frames_per_track[track.id])
                 if found is not None:
                     self.micro_labels[track.id] = found.label
                     events.append(
@@ -209,17 +255,21 @@ class Pipeline:
             # from the moment the clip's newest frame was available to this event
             event["latency_ms"] = (now - event_origin.get(id(event), frame).captured) * 1000
         faces = []
-        for track in visible:
+        for track in seen.visible:
             face = {"track": track.id, "box": _box(track.box)}
             if track.id in self.labels:
                 face["label"], face["score"] = self.labels[track.id]
+                labelled_frame, labelled_time = self.labelled_at[track.id]
+                face["label_age_frames"] = frame.index - labelled_frame
+                face["label_age_ms"] = (frame.time - labelled_time) * 1000
             if track.id in self.micro_labels:
                 face["micro"] = self.micro_labels[track.id]
             faces.append(face)
-        return FrameResult(frame.index, frame.time, faces, events, stage, detected)
+        return FrameResult(frame.index, frame.time, faces, events, stage, seen.detected)
 
     def _event(self, frame: Frame, track: int, box: np.ndarray, kind: str, label: str) -> dict[str, Any]:
-        return {
+        event = {} if self.name is None else {"source": self.name}
+        return event | {
             "t": float(frame.time),
             "frame": frame.index,
             "track": track,
@@ -231,12 +281,91 @@ class Pipeline:
     def _forget(self, track: int) -> None:
         self.tracks_closed += 1
         self.labels.pop(track, None)
+        self.labelled_at.pop(track, None)
         self.micro_labels.pop(track, None)
         self.frames_per_track.pop(track, None)
         if self.classifier is not None:
-            self.classifier.drop(track)
+            self.classifier.drop((self.stream, track))
         if self.micro is not None:
-            self.micro.drop(track)
+            self.micro.drop((self.stream, track))
+
+
+def head_step(classifier: StreamingClassifier, due: list, context: Any, async_head: bool) -> tuple[list, Any]:
+    """One tick of the head for the ``due`` clip keys: run it now (sync), or collect the one
+    running in the background and start the next (async). Returns the predictions and the
+    ``context`` they were started with (sync: this one; async: the earlier tick's, None
+    while no head has finished)."""
+    if not async_head:
+        return classifier.classify(due), context
+    predictions, started = classifier.collect()
+    if not classifier.busy:
+        classifier.submit(due, context)
+    return predictions, started
+
+
+class MultiPipeline:
+    """Several sources in one process: a ``Pipeline`` (tracker, labels) per source over one
+    detector and one classifier, whose backbone and head batch the due faces of every source
+    together, as they batch the faces of one source.
+
+    Args:
+        first: the pipeline ``open_pipeline`` opened (it owns the models; ``close()`` closes it).
+        names: the sources as shown to users, in stream order (``first`` becomes stream 0).
+    """
+
+    def __init__(self, first: Pipeline, names: list[str]) -> None:
+        first.stream, first.name = 0, names[0]
+        self.pipelines = [first] + [first.sibling(i, name) for i, name in enumerate(names[1:], 1)]
+        self.classifier = first.classifier
+        self.config = first.config
+        self._held: dict[int, list] = {}  # async predictions for a source absent from the tick they came in
+        self._held_origin: dict[int, Frame] = {}
+
+    def process(self, frames: dict[int, Frame]) -> dict[int, FrameResult]:
+        """One tick: a frame from some (or all) sources -> each one's ``FrameResult``. The head's
+        time is split evenly over the tick's sources."""
+        began = time.perf_counter()
+        seen = {stream: self.pipelines[stream].observe(frame) for stream, frame in frames.items()}
+        by_stream: dict[int, list] = {stream: self._held.pop(stream, []) for stream in frames}
+        origins: dict[int, Frame] = {s: self._held_origin.pop(s, frame) for s, frame in frames.items()}
+        if self.classifier is not None:
+            clock = time.perf_counter()
+            due = self.classifier.due(
+                [(stream, track.id) for stream, observed in seen.items() for track in observed.visible]
+            )
+            predictions, started = head_step(self.classifier, due, dict(frames), self.config.async_head)
+            for prediction in predictions:
+                stream = prediction.track[0]
+                if stream in by_stream:
+                    by_stream[stream].append(prediction)
+                    origins[stream] = started[stream]
+                else:  # its source gave no frame this tick: deliver with its next one
+                    self._held.setdefault(stream, []).append(prediction)
+                    self._held_origin[stream] = started[stream]
+            head_ms = _since(clock)
+            for observed in seen.values():
+                observed.stage["infer"] = head_ms / len(frames)
+        results = {
+            stream: self.pipelines[stream].finish(seen[stream], by_stream[stream], origins[stream])
+            for stream in frames
+        }
+        if self.classifier is not None:
+            _loop_took(self.classifier, _since(began) - head_ms)
+        return results
+
+    def close(self) -> None:
+        self.pipelines[0].close()
+
+    def __enter__(self) -> MultiPipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _loop_took(classifier: StreamingClassifier | None, ms: float) -> None:
+    if classifier is not None and classifier.budget is not None:
+        classifier.budget.loop_took(ms)
 
 
 def _since(clock: float) -> float:
@@ -259,8 +388,18 @@ class StageStats:
     # recent 10,000 frames), never a growing list.
     ring: np.ndarray = field(default_factory=lambda: np.zeros(10_000, np.float32))
     interval_ms: list[float] = field(default_factory=list)  # since the caller last cleared it
+    # age of every label shown (a labelled face on a frame): frames and ms, most recent 10,000
+    label_ages: np.ndarray = field(default_factory=lambda: np.zeros((10_000, 2), np.float32))
+    labels_shown: int = 0
 
     def add(self, result: FrameResult, frame_ms: float) -> None:
+        for face in result.faces:
+            if "label_age_frames" in face:
+                self.label_ages[self.labels_shown % len(self.label_ages)] = (
+                    face["label_age_frames"],
+                    face["label_age_ms"],
+                )
+                self.labels_shown += 1
         self.frames += 1
         self.faces += len(result.faces)
         self.events += len(result.events)
@@ -273,6 +412,19 @@ class StageStats:
     def frame_ms(self) -> np.ndarray:
         """Frame times of the most recent frames (up to 10,000)."""
         return self.ring[: min(self.frames, len(self.ring))]
+
+    def label_age(self) -> dict[str, float] | None:
+        """p50/p99/max age of the labels shown, in frames and ms (None before any label)."""
+        if not self.labels_shown:
+            return None
+        ages = self.label_ages[: min(self.labels_shown, len(self.label_ages))]
+        out = {}
+        for column, unit in enumerate(("frames", "ms")):
+            values = ages[:, column]
+            for name, value in (("p50", np.percentile(values, 50)), ("p99", np.percentile(values, 99))):
+                out[f"{unit}_{name}"] = round(float(value), 1)
+            out[f"{unit}_max"] = round(float(values.max()), 1)
+        return out
 
     def mean_ms(self) -> dict[str, float]:
         return {name: round(total / max(self.frames, 1), 3) for name, total in self.totals.items()}

@@ -22,7 +22,7 @@ __all__ = ["EventLog", "Recorder", "Display", "draw_overlay", "format_event"]
 
 
 # Decimals kept per event field in JSON: ~1 ms, a tenth of a pixel, 4 digits of probability.
-_DECIMALS = {"t": 3, "onset_t": 3, "apex_t": 3, "latency_ms": 2, "motion": 2, "box": 1, "probs": 4}
+_DECIMALS = {"t": 3, "onset_t": 3, "apex_t": 3, "latency_ms": 2, "label_age_ms": 1, "motion": 2, "box": 1, "probs": 4}
 
 
 def format_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_fer.errors import SourceError
 
-__all__ = ["SourceSpec", "parse_source", "mask_url", "csi_pipeline", "FrameSource", "Frame"]
+__all__ = ["SourceSpec", "parse_source", "mask_url", "csi_pipeline", "FrameSource", "Frame", "SourceSet"]
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,17 @@ class FrameSource:
     """
 
     def __init__(
-        self, spec: SourceSpec, *, reconnect_timeout: float = 30.0, queue_size: int = 4, loop: bool = False
+        self,
+        spec: SourceSpec,
+        *,
+        reconnect_timeout: float = 30.0,
+        queue_size: int = 4,
+        loop: bool = False,
+        arrived: threading.Event | None = None,
     ) -> None:
         self.spec = spec
+        self.ended = False  # the stream's end has been read (its reason, if not a file's end, in ``error``)
+        self._arrived = arrived  # set whenever a frame (or the end) is queued: one event can watch many sources
         self.loop = loop and not spec.live  # replay a file from the start when it ends (soak runs, demos)
         self.reconnect_timeout = reconnect_timeout
         self.dropped = 0  # live frames replaced before they were consumed
@@ -159,13 +167,15 @@ class FrameSource:
             except queue.Empty:
                 pass
             self._queue.put(item)
-            return
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        else:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        if self._arrived is not None:
+            self._arrived.set()
 
     def _read_loop(self) -> None:
         index, start = 0, time.perf_counter()
@@ -211,13 +221,25 @@ class FrameSource:
         return False
 
     def __iter__(self):
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if not self.spec.live:  # a file's frame is available once the consumer asks for it
-                item.captured = time.perf_counter()
-            yield item
+        while (frame := self.read()) is not None:
+            yield frame
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The next frame (a file's next one, a live source's newest), waiting up to ``timeout``
+        seconds (None: until one comes); None when none came in time or the stream has ended
+        (then ``ended`` is True)."""
+        if self.ended:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if item is _END:
+            self.ended = True
+            return None
+        if not self.spec.live:  # a file's frame is available once the consumer asks for it
+            item.captured = time.perf_counter()
+        return item
 
     def close(self) -> None:
         self._stop.set()
@@ -229,6 +251,83 @@ class FrameSource:
         self._thread.join(timeout=5)
 
     def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SourceSet:
+    """Several sources read together, a tick at a time (``edge-fer camera --source A --source B``).
+
+    Each source has its own capture thread (``FrameSource``). A tick takes the next frame of
+    every file (files deliver every frame) and the newest frame of every live source that has
+    one since the last tick; a tick of live sources only waits until any of them has a frame.
+    A source that cannot be opened or that ends (a lost camera past its reconnect timeout, a
+    file's end, a broken file) leaves the others running; ``errors`` says why.
+
+    Args:
+        specs: from ``parse_source``, in stream order.
+        reconnect_timeout, loop: as ``FrameSource``.
+        required: raise if a source cannot be opened (one source: the user's mistake is
+            reported at once) instead of noting it in ``errors`` and going on without it.
+
+    Raises:
+        SourceError: no source could be opened (or, with ``required``, any).
+    """
+
+    def __init__(
+        self, specs: list[SourceSpec], *, reconnect_timeout: float = 30.0, loop: bool = False, required: bool = False
+    ) -> None:
+        self.specs = specs
+        self.sources: dict[int, FrameSource] = {}
+        self.errors: dict[int, str] = {}
+        self._arrived = threading.Event()
+        for stream, spec in enumerate(specs):
+            try:
+                self.sources[stream] = FrameSource(
+                    spec, reconnect_timeout=reconnect_timeout, loop=loop, arrived=self._arrived
+                )
+            except SourceError as exc:
+                if required:
+                    self.close()
+                    raise
+                self.errors[stream] = str(exc)
+                log.warning("%s; going on without it", exc)
+        if not self.sources:
+            raise SourceError("no source could be opened: " + "; ".join(self.errors.values()))
+        self.live = {stream for stream, spec in enumerate(specs) if spec.live}
+
+    @property
+    def running(self) -> list[int]:
+        """Streams that have not ended."""
+        return [stream for stream, source in self.sources.items() if not source.ended]
+
+    def tick(self, timeout: float = 0.5) -> dict[int, Frame]:
+        """The next frame of each running source that has one (see the class); empty when every
+        source has ended, or when live sources gave nothing within ``timeout`` seconds (the
+        caller checks for a stop request and asks again)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frames: dict[int, Frame] = {}
+            self._arrived.clear()  # before reading: a frame queued after a read sets it again
+            for stream in self.running:
+                source = self.sources[stream]
+                frame = source.read(timeout=0 if stream in self.live else None)
+                if frame is not None:
+                    frames[stream] = frame
+                elif source.ended and source.error:
+                    self.errors.setdefault(stream, source.error)
+            remaining = deadline - time.monotonic()
+            if frames or not self.running or remaining <= 0:
+                return frames
+            self._arrived.wait(remaining)
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+
+    def __enter__(self) -> SourceSet:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,7 +18,9 @@ the camera's frame rate.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from edge_fer.preprocessing.clips import clip_window, normalise, window_clip
 from edge_fer.presets import ModelPreset
 from edge_fer.runtime.backends import Backend, open_backend
 
-__all__ = ["ExpressionModel", "ClipBuffer", "Smoother", "StreamingClassifier", "find_pair", "softmax"]
+__all__ = ["ExpressionModel", "ClipBuffer", "RefreshBudget", "Smoother", "StreamingClassifier", "find_pair", "softmax"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -242,10 +244,55 @@ class Smoother:
 
 @dataclass
 class Prediction:
-    track: int
+    track: Hashable  # the key it was pushed with (a Pipeline uses (stream, track id))
     label: str
     probs: np.ndarray  # smoothed
     raw: np.ndarray  # this clip's own probabilities
+
+
+class RefreshBudget:
+    """``--stride auto``: how many faces' labels to refresh on a tick so the loop holds the
+    cameras' frame rate.
+
+    Every tick earns the time the frame budget leaves after the rest of the loop (detection,
+    tracking, alignment: ``loop_ms``); refreshing a face costs its backbone frames and its
+    share of the head (``face_ms``, both running means of what was measured). Refreshes are
+    bought with what was earned - a token bucket holding at most ``burst`` frame budgets - so
+    they spread evenly over ticks instead of arriving in bursts. A face whose label is
+    ``max_age`` frames old is refreshed whatever the budget says: where even the loop alone
+    cannot hold the frame rate, labels slow down to one a clip length, never stop.
+
+    Args:
+        frame_ms: the frame budget: 1000 / the fastest live source's frame rate.
+        max_age: frames after which a face is refreshed regardless (default: a clip length).
+        burst: frame budgets of unspent time kept.
+    """
+
+    def __init__(self, frame_ms: float, *, max_age: int = 16, burst: float = 2.0) -> None:
+        if frame_ms <= 0 or max_age < 1:
+            raise ValueError("the frame budget must be positive and max_age at least 1")
+        self.frame_ms, self.max_age, self.burst = frame_ms, max_age, burst
+        self.credit_ms = 0.0
+        self.loop_ms: float | None = None
+        self.face_ms: float | None = None
+
+    def loop_took(self, ms: float) -> None:
+        """A tick's time outside the head (and the backbone it needs)."""
+        self.loop_ms = ms if self.loop_ms is None else 0.9 * self.loop_ms + 0.1 * ms
+        self.credit_ms = min(self.credit_ms + max(self.frame_ms - self.loop_ms, 0.0), self.burst * self.frame_ms)
+
+    def head_took(self, ms: float, faces: int) -> None:
+        """A refresh of ``faces`` faces took ``ms`` (backbone frames included)."""
+        if faces > 0:
+            per_face = ms / faces
+            self.face_ms = per_face if self.face_ms is None else 0.8 * self.face_ms + 0.2 * per_face
+        self.credit_ms -= ms
+
+    def allowance(self) -> int:
+        """Faces that can be refreshed now (one while nothing has been measured yet)."""
+        if self.face_ms is None:
+            return 1
+        return max(int(self.credit_ms // max(self.face_ms, 1e-3)), 0)
 
 
 class StreamingClassifier:
@@ -254,13 +301,21 @@ class StreamingClassifier:
     Args:
         model: the expression model.
         stride: run the head for a track every this many of its frames (label refresh).
+        budget: refresh by this budget instead (``--stride auto``): each tick as many faces as
+            the time left over allows, oldest label first; ``stride`` is then ignored.
         min_fill: a track gets its first label once its buffer spans this fraction of the
             clip window (1.0: wait for a full clip).
         smoothing: EMA weight of the newest clip (1.0: no smoothing).
     """
 
     def __init__(
-        self, model: ExpressionModel, *, stride: int = 4, min_fill: float = 0.5, smoothing: float = 0.6
+        self,
+        model: ExpressionModel,
+        *,
+        stride: int = 4,
+        min_fill: float = 0.5,
+        smoothing: float = 0.6,
+        budget: RefreshBudget | None = None,
     ) -> None:
         if stride < 1:
             raise ValueError("stride must be at least 1")
@@ -268,18 +323,19 @@ class StreamingClassifier:
         self.pre = model.preset.preprocessing
         self.window = clip_window(self.pre)
         self.stride, self.min_fill, self.smoothing = stride, min_fill, smoothing
+        self.budget = budget
         self.buffers: dict[int, ClipBuffer] = {}
         self.smoothers: dict[int, Smoother] = {}
         self.backbone_frames = 0  # crops run through the backbone (for stats)
         self.nonfinite = 0  # head outputs dropped for NaN/Inf
         self._executor = None
         self._future = None
-        self._pending: tuple[list[int], object] | None = None
+        self._pending: tuple[list[Hashable], object, float] | None = None
 
-    def push(self, track: int, time: float, crop: np.ndarray) -> None:
+    def push(self, track: Hashable, time: float, crop: np.ndarray) -> None:
         self.buffers.setdefault(track, ClipBuffer(self.window)).push(time, crop)
 
-    def drop(self, track: int) -> None:
+    def drop(self, track: Hashable) -> None:
         self.buffers.pop(track, None)
         self.smoothers.pop(track, None)
 
@@ -292,29 +348,44 @@ class StreamingClassifier:
         self.buffers.clear()
         self.smoothers.clear()
 
-    def due(self) -> list[int]:
-        """Tracks whose label is due: ``stride`` new frames and enough history."""
+    def due(self, among: Iterable[Hashable] | None = None) -> list[Hashable]:
+        """Tracks (of ``among``, default all) whose label is due: ``stride`` new frames and enough
+        history - or, with a budget, as many as it allows this tick, oldest label first."""
+        keys = self.buffers if among is None else [key for key in among if key in self.buffers]
+        ready = [
+            key
+            for key in keys
+            if self.buffers[key].frames_since_head >= (1 if self.budget else self.stride)
+            and self.buffers[key].span() + 1e-9 >= self.min_fill * self.window * (1 - 1 / self.pre.clip_len)
+        ]
+        if self.budget is None:
+            return ready
+        ready.sort(key=lambda key: -self.buffers[key].frames_since_head)  # oldest label first (stable)
+        allowed = self.budget.allowance()
         return [
-            track
-            for track, buffer in self.buffers.items()
-            if buffer.frames_since_head >= self.stride
-            and buffer.span() + 1e-9 >= self.min_fill * self.window * (1 - 1 / self.pre.clip_len)
+            key
+            for rank, key in enumerate(ready)
+            if rank < allowed or self.buffers[key].frames_since_head >= self.budget.max_age
         ]
 
-    def clip_positions(self, track: int) -> np.ndarray:
+    def clip_positions(self, track: Hashable) -> np.ndarray:
         """Buffer positions of the clip that ends at the track's newest frame."""
         buffer = self.buffers[track]
         times = np.asarray(buffer.times)
         return window_clip(times, times[-1], self.pre)
 
-    def classify(self, tracks: list[int]) -> list[Prediction]:
+    def classify(self, tracks: list[Hashable]) -> list[Prediction]:
         """Run the head (and the backbone for frames not yet seen) for ``tracks`` in one batch."""
         if not tracks:
             return []
+        clock = time.perf_counter()
         inputs = self._clip_inputs(tracks)
         for track in tracks:
             self.buffers[track].frames_since_head = 0
-        return self._predict(tracks, self._head_or_full(inputs))
+        logits = self._head_or_full(inputs)
+        if self.budget is not None:
+            self.budget.head_took((time.perf_counter() - clock) * 1000, len(tracks))
+        return self._predict(tracks, logits)
 
     # Asynchronous head: the frame loop hands the clip tokens to a worker thread and goes on
     # with the next frames; the backends release the GIL while they compute, so on a 2-core
@@ -323,7 +394,7 @@ class StreamingClassifier:
     def busy(self) -> bool:
         return self._future is not None and not self._future.done()
 
-    def submit(self, tracks: list[int], context: object = None) -> bool:
+    def submit(self, tracks: list[Hashable], context: object = None) -> bool:
         """Start the head for ``tracks`` in the background; False if one is still running."""
         if not tracks or self.busy or self._future is not None:
             return False
@@ -331,20 +402,23 @@ class StreamingClassifier:
 
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-fer-head")
+        clock = time.perf_counter()
         inputs = self._clip_inputs(tracks)
         for track in tracks:
             self.buffers[track].frames_since_head = 0
-        self._future = self._executor.submit(self._head_or_full, inputs)
-        self._pending = (tracks, context)
+        self._future = self._executor.submit(self._timed_head, inputs)
+        self._pending = (tracks, context, (time.perf_counter() - clock) * 1000)
         return True
 
     def collect(self, wait: bool = False) -> tuple[list[Prediction], object]:
         """Predictions of the finished background head (empty while it runs), and its context."""
         if self._future is None or (not wait and not self._future.done()):
             return [], None
-        logits = self._future.result()
-        tracks, context = self._pending
+        logits, head_ms = self._future.result()
+        tracks, context, inputs_ms = self._pending
         self._future, self._pending = None, None
+        if self.budget is not None:
+            self.budget.head_took(inputs_ms + head_ms, len(tracks))
         return self._predict([t for t in tracks if t in self.buffers], logits, tracks), context
 
     def close(self) -> None:
@@ -352,7 +426,7 @@ class StreamingClassifier:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    def _clip_inputs(self, tracks: list[int]) -> np.ndarray:
+    def _clip_inputs(self, tracks: list[Hashable]) -> np.ndarray:
         """Tokens (streaming) or crops (full model) of each track's current clip, stacked."""
         positions = {track: self.clip_positions(track) for track in tracks}
         if self.model.streaming:
@@ -368,10 +442,17 @@ class StreamingClassifier:
             return np.stack([np.stack([self.buffers[t].tokens[i] for i in positions[t]]) for t in tracks])
         return np.stack([np.stack([self.buffers[t].crops[i] for i in positions[t]]) for t in tracks])
 
+    def _timed_head(self, inputs: np.ndarray) -> tuple[np.ndarray, float]:
+        clock = time.perf_counter()
+        logits = self._head_or_full(inputs)
+        return logits, (time.perf_counter() - clock) * 1000
+
     def _head_or_full(self, inputs: np.ndarray) -> np.ndarray:
         return self.model.head_logits(inputs) if self.model.streaming else self.model.clip_logits(inputs)
 
-    def _predict(self, tracks: list[int], logits: np.ndarray, order: list[int] | None = None) -> list[Prediction]:
+    def _predict(
+        self, tracks: list[Hashable], logits: np.ndarray, order: list[Hashable] | None = None
+    ) -> list[Prediction]:
         rows = dict(zip(order or tracks, softmax(logits.astype(np.float64))))
         predictions = []
         for track in tracks:
