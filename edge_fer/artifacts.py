@@ -33,6 +33,7 @@ __all__ = [
     "is_artifact",
     "part_path",
     "artifact_files",
+    "triton_model_name",
     "PRECISIONS",
     "Artifact",
     "sidecar_path",
@@ -115,6 +116,13 @@ def part_path(artifact: str | os.PathLike, part: str) -> Path:
     ``DIR/model.xml`` -> ``DIR/model.backbone.xml``; ``X.onnx`` -> ``X.head.onnx``."""
     artifact = Path(artifact)
     return artifact if part == "full" else artifact.with_name(f"{artifact.stem}.{part}{artifact.suffix}")
+
+
+def triton_model_name(artifact: Artifact) -> str:
+    """The model's name in a Triton model repository (``python -m export.triton`` writes it, the
+    runtime's Triton backend asks for it): preset, precision, artifact kind and part, e.g.
+    ``stt_tiny_int8_openvino_head``."""
+    return f"{artifact.preset.name}_{artifact.precision}_{artifact.kind}_{artifact.part}"
 
 
 def artifact_files(path: Path) -> list[Path]:

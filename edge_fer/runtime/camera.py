@@ -75,6 +75,7 @@ def open_model(
     stride: int = 4,
     streaming: bool = True,
     verify: bool = True,
+    url: str | None = None,
     log: Callable[[str], None] = _say,
 ):
     """The STT expression model: the artifact given, or - for a folder of several exports -
@@ -92,8 +93,12 @@ def open_model(
     path = Path(path)
     options = dict(backend=backend, device=device, threads=threads, precision=infer_precision)
     single = not path.is_dir() or any((path / name).is_file() for name in ("model.xml", "model.onnx"))
+    if backend == "triton" and not single:
+        raise ArtifactError(
+            f"{path} holds several exports; with --backend triton pass the one exported to the server (its model.xml)"
+        )
     if single:
-        model = ExpressionModel(path, streaming=streaming, verify=verify, **options)
+        model = ExpressionModel(path, streaming=streaming, verify=verify, url=url, **options)
         if precision not in ("auto", model.artifact.precision):
             model.close()
             raise ArtifactError(
@@ -137,6 +142,7 @@ def open_pipeline(
     detect_every: int = 5,
     max_faces: int = 8,
     async_head: bool = False,
+    url: str | None = None,
     log: Callable[[str], None] = _say,
 ) -> Pipeline:
     """A ready ``Pipeline``: face detector, tracker and the models, which it owns
@@ -164,16 +170,19 @@ def open_pipeline(
                 stride=stride,
                 streaming=streaming,
                 verify=verify,
+                url=url,
                 log=log,
             )
             opened.append(expression)
             classifier = StreamingClassifier(expression, stride=stride, smoothing=smoothing)
+        local = backend if backend not in ("tensorrt", "triton") else "auto"  # the server holds only the STT
         if micro_model is not None:
-            options = dict(backend=backend, device=device, threads=threads, precision=infer_precision)
+            micro_backend = backend if backend != "triton" else "auto"
+            options = dict(backend=micro_backend, device=device, threads=threads, precision=infer_precision)
             spotter_model = MicroModel(micro_model, verify=verify, **options)
             opened.append(spotter_model)
             micro = MicroSpotter(spotter_model, threshold=micro_threshold)
-        face_detector = open_face_detector(detector=detector, backend=backend if backend != "tensorrt" else "auto")
+        face_detector = open_face_detector(detector=detector, backend=local)
         opened.append(face_detector)
     except BaseException:
         for thing in reversed(opened):
@@ -196,6 +205,7 @@ class CameraConfig:
     model: Path | None = None  # STT artifact or a folder of several (None: track faces only)
     micro_model: Path | None = None  # HTNet artifact for micro-expression events
     backend: str = "auto"
+    url: str | None = None  # --backend triton: the server
     device: str | None = None
     threads: int | None = None
     precision: str = "auto"  # the model's precision in a folder of several: auto, fp32, fp16, int8
@@ -255,6 +265,10 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
     names = config.sources
     if not names:
         raise SourceError("no --source given")
+    if config.url and config.backend != "triton":
+        from edge_fer.errors import BackendError
+
+        raise BackendError("--url is for --backend triton (the model then runs on that Triton server)")
     specs = [parse_source(name) for name in names]
     if len(specs) > 1 and (config.record or config.display):
         raise SourceError(f"--record and --display show one source; got {len(specs)} (drop them, or run one source)")
@@ -281,6 +295,7 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
         detect_every=config.detect_every,
         max_faces=config.max_faces,
         async_head=async_head,
+        url=config.url,
     )
     multi = MultiPipeline(pipeline, [spec.shown for spec in specs])
     closers = [multi.close]

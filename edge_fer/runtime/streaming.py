@@ -70,7 +70,7 @@ class ExpressionModel:
 
     Args:
         path: the full model's artifact (ONNX, OpenVINO IR or TensorRT engine) or its folder.
-        backend, device, threads, precision: as ``open_backend``.
+        backend, device, threads, precision, url: as ``open_backend``.
         streaming: use the backbone/head pair when present (default); False forces the full model.
         verify: check every file against its sidecar's sha256 (False only for ``--trust``).
 
@@ -88,6 +88,7 @@ class ExpressionModel:
         precision: str | None = None,
         streaming: bool = True,
         verify: bool = True,
+        url: str | None = None,
     ) -> None:
         self.path = resolve_model_path(path)
         self.artifact = read_artifact(self.path, verify=verify)
@@ -101,7 +102,7 @@ class ExpressionModel:
             raise ArtifactError(f"{self.path} is the {self.artifact.part} part; pass the full model (model.xml/.onnx)")
         self.preset: ModelPreset = self.artifact.preset
         self.classes = list(self.preset.classes)
-        options = dict(backend=backend, device=device, threads=threads, precision=precision)
+        options = dict(backend=backend, device=device, threads=threads, precision=precision, url=url)
         pair = find_pair(self.path) if streaming else None
         self.backbone = self.head = self.full = None
         if pair is not None:

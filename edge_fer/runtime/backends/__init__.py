@@ -30,6 +30,12 @@ BACKENDS = {
         "onnxruntime",
         "pip install onnxruntime",
     ),
+    "triton": (
+        "edge_fer.runtime.backends.triton_backend",
+        "TritonBackend",
+        "tritonclient",
+        "pip install 'tritonclient[http,grpc]' (the model runs on a Triton server: give --url)",
+    ),
     "tensorrt": (
         "edge_fer.runtime.backends.tensorrt_backend",
         "TensorRTBackend",
@@ -55,6 +61,7 @@ def open_backend(
     threads: int | None = None,
     precision: str | None = None,
     static_shapes: bool = False,
+    url: str | None = None,
 ) -> Backend:
     """Load ``model`` (a path, or ONNX bytes) with a backend.
 
@@ -68,6 +75,7 @@ def open_backend(
             device default (bf16 on CPUs that have it).
         static_shapes: OpenVINO compiles the model for each input shape it meets (faster
             where shapes rarely change, such as a detector on one camera); others ignore it.
+        url: with backend "triton", the server (the artifact's sidecar names the model there).
 
     Raises:
         BackendError: unknown or uninstalled backend, or the model does not load.
@@ -88,6 +96,14 @@ def open_backend(
     if importlib.util.find_spec(package) is None:
         raise BackendError(f"backend {backend!r} is not installed: {hint}")
     cls = getattr(importlib.import_module(module_name), class_name)
+    if backend == "triton":
+        if not url:
+            raise BackendError("--backend triton needs --url HOST:PORT (the Triton server)")
+        if isinstance(model, bytes):
+            raise BackendError("--backend triton serves exported artifacts, not ONNX bytes")
+        from edge_fer.artifacts import read_artifact, triton_model_name
+
+        return cls(triton_model_name(read_artifact(model, verify=False)), url)
     if backend == "openvino":
         return cls(model, device=device, threads=threads, precision=precision, static_shapes=static_shapes)
     return cls(model, device=device, threads=threads, precision=precision)
