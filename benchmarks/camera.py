@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             (model, 1, [*stride, "--head", "async"], "1 face, head in a worker thread"),
             (model, 4, [*stride, "--head", "sync"], "4 faces, head in the loop"),
             (model, 4, [*stride, "--head", "async"], "4 faces, head in a worker thread"),
+            # the refresh budget of a 25 fps camera: as many labels as 40 ms a frame leave room for
+            (model, 4, ["--stride", "auto", "--head", "sync"], "4 faces, --stride auto (25 fps budget)"),
         ]
     for index, (model, faces, extra, label) in enumerate(configs):
         events = out / f"events_{index}.jsonl"
@@ -114,17 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         "Process FPS = frames / wall time of the whole process (start-up included); "
         "steady = after the first 50 frames.",
         "",
-        "| model | run | steady FPS | process FPS | frames between labels | detect | track | align | infer | "
-        "decode (thread) | ms/frame p50 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | run | steady FPS | process FPS | frames between labels | label age p50/p99 (frames) | detect | "
+        "track | align | infer | decode (thread) | ms/frame p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         stage = run["stage_ms"]
         model = run["model"]
         name = "—" if model is None else f"{model['preset']} {model['precision']} {model['backend']}"
+        age = run.get("label_age")
+        age_text = "—" if not age else f"{age['frames_p50']:g} / {age['frames_p99']:g}"
         lines.append(
             f"| {name} | {run['label']} | {run['fps_steady'] or 0:.1f} | {run['fps_process']:.1f} | "
             f"{run['frames_between_labels'] if run['frames_between_labels'] is not None else '—'} | "
+            f"{age_text} | "
             f"{stage['detect']:.2f} | {stage['track']:.2f} | {stage['align']:.2f} | {stage['infer']:.2f} | "
             f"{stage['decode']:.2f} | {run['frame_ms_p50']:.2f} |"
         )

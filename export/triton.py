@@ -1,7 +1,7 @@
 """Write a Triton Inference Server model repository from an exported STT model.
 
     python -m export.triton --model ARTIFACT_OR_DIR --out REPO [--flavour native|python]
-        [--max-batch 32] [--queue-delay-us 500] [--instances 1] [--force]
+        [--max-batch 32] [--queue-delay-us 500] [--instances 1] [--deepstream DIR] [--force]
 
 One Triton model per part found: the backbone and the head (the streaming pair the camera
 batches across faces and sources) and the full model, each ``REPO/<name>/config.pbtxt`` +
@@ -18,6 +18,10 @@ one batch.
   Runtime (``export/triton_python_model.py``), for servers that have only that backend,
   such as the one in the ``nvidia-pytriton`` wheel (``scripts/triton_server.py``).
 
+``--deepstream DIR`` also writes the DeepStream configs of docs/deepstream.md (the backbone as
+a secondary GIE on tracked faces: ``nvinfer`` from an ONNX/engine file, ``nvinferserver``
+through this repository) - written, not run here (no DeepStream).
+
 Every ``config.pbtxt`` is read back with Triton's own schema (``tritonclient``'s
 ``model_config_pb2``) and checked against the sidecar before the command succeeds. A model
 folder appears whole or not at all; an existing one is replaced only with ``--force``.
@@ -25,6 +29,7 @@ folder appears whole or not at all; an existing one is replaced only with ``--fo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -35,7 +40,7 @@ from edge_fer.cli.args import Parser
 from edge_fer.errors import ArtifactError, OutputExistsError
 from edge_fer.runtime.streaming import find_pair, resolve_model_path
 
-__all__ = ["export_triton", "read_repository", "main"]
+__all__ = ["export_triton", "read_repository", "deepstream_configs", "main"]
 
 FLAVOURS = ("native", "python")
 # artifact kind -> (config line naming Triton's backend, file name Triton loads, instance kind)
@@ -88,6 +93,102 @@ def export_triton(
         log(f"wrote {out / name} ({artifact.part}, {flavour})")
     read_repository(out, expected=artifacts)
     return names
+
+
+def deepstream_configs(
+    repo: Path, out: str | os.PathLike, *, url: str = "localhost:8001", force: bool = False
+) -> list[Path]:
+    """DeepStream configs for the backbone of the STT exported to ``repo`` as a secondary GIE
+    on the faces a primary detector found and ``nvtracker`` follows; its per-face tokens go
+    out as tensor meta for the probe that buffers them per object and calls the head
+    (docs/deepstream.md). Not run here.
+
+    nvinfer normalises ``net-scale-factor * (pixel - offset[c])``: one scale for all channels,
+    so the preset's per-channel std becomes their mean (at most 1.3 % off per channel for
+    ImageNet's); it crops each face's box without edge-fer's 5-point alignment. Both change
+    the input from what the model was trained on: measure before trusting the labels.
+
+    Raises:
+        ArtifactError: ``repo`` holds no backbone of an edge-fer export.
+        OutputExistsError: a config exists and ``force`` is False.
+    """
+    from edge_fer.fileio import atomic_output
+
+    backbones = sorted(Path(repo).glob("*_backbone/1/edge_fer_sidecar.json"))
+    if not backbones:
+        raise ArtifactError(f"{repo} holds no backbone model written by python -m export.triton")
+    meta = json.loads(backbones[0].read_text())
+    folder = backbones[0].parent
+    artifact = Artifact(folder / meta["artifact"]["file"], meta)
+    name = backbones[0].parent.parent.name
+    pre = artifact.preset.preprocessing
+    height, width = pre.input_size
+    scale = 1.0 / (pre.value_scale * sum(pre.std) / len(pre.std))
+    offsets = ";".join(f"{pre.value_scale * m:.3f}" for m in pre.mean)  # RGB, as the model takes them
+    mode = {"fp32": 0, "int8": 1, "fp16": 2}[artifact.precision]
+    model_dir = (Path(repo) / name / "1").resolve()
+    model_line = {
+        "onnx": f"onnx-file={model_dir / 'model.onnx'}",
+        "tensorrt": f"model-engine-file={model_dir / 'model.plan'}",
+    }.get(artifact.kind, f"# {artifact.kind} artifact: nvinfer needs ONNX or a TensorRT engine; export one")
+    made_by = "written by python -m export.triton; not run"
+    nvinfer = f"""# edge-fer {artifact.preset.name} backbone as a secondary GIE ({made_by})
+[property]
+gpu-id=0
+{model_line}
+batch-size=16
+network-mode={mode}
+# model input = (pixel - offset) * scale, RGB; the preset's per-channel std is averaged (see deepstream.md)
+net-scale-factor={scale:.6f}
+offsets={offsets}
+model-color-format=0
+infer-dims=3;{height};{width}
+network-type=100
+output-tensor-meta=1
+process-mode=2
+gie-unique-id=2
+operate-on-gie-id=1
+operate-on-class-ids=0
+maintain-aspect-ratio=0
+"""
+    nvinferserver = f"""# edge-fer {artifact.preset.name} backbone through Triton ({made_by})
+infer_config {{
+  unique_id: 2
+  gpu_ids: [0]
+  max_batch_size: 16
+  backend {{
+    triton {{
+      model_name: "{name}"
+      version: -1
+      grpc {{ url: "{url}" }}
+    }}
+  }}
+  preprocess {{
+    network_format: IMAGE_FORMAT_RGB
+    tensor_order: TENSOR_ORDER_LINEAR
+    maintain_aspect_ratio: 0
+    normalize {{
+      scale_factor: {scale:.6f}
+      channel_offsets: [{offsets.replace(";", ", ")}]
+    }}
+  }}
+  postprocess {{ other {{}} }}
+}}
+input_control {{
+  process_mode: PROCESS_MODE_CLIP_OBJECTS
+  operate_on_gie_id: 1
+  operate_on_class_ids: [0]
+  interval: 0
+}}
+output_control {{ output_tensor_meta: true }}
+"""
+    out = Path(out)
+    written = []
+    for file_name, text in (("nvinfer_backbone.txt", nvinfer), ("nvinferserver_backbone.txt", nvinferserver)):
+        with atomic_output(out / file_name, force=force) as tmp:
+            tmp.write_text(text)
+        written.append(out / file_name)
+    return written
 
 
 def _config(artifact: Artifact, name: str, flavour: str, max_batch: int, queue_delay_us: int, instances: int) -> str:
@@ -214,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "--queue-delay-us", type=int, default=500, help="how long Triton waits to fill a batch (default 500 µs)"
     )
     parser.add_argument("--instances", type=int, default=1, help="model instances per part (default 1)")
+    parser.add_argument("--deepstream", type=Path, help="also write DeepStream configs here (docs/deepstream.md)")
     parser.add_argument("--force", action="store_true", help="replace model folders already in --out")
     args = parser.parse_args(argv)
     try:
@@ -230,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     print(f"{args.out}: {', '.join(names)} (read back with Triton's schema)")
+    if args.deepstream is not None:
+        for path in deepstream_configs(args.out, args.deepstream, force=args.force):
+            print(f"wrote {path} (DeepStream; not run here)")
     return 0
 
 

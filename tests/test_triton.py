@@ -97,6 +97,29 @@ def test_export_writes_a_repository_that_triton_reads_back(model, tmp_path):
     assert bad.returncode != 0 and "Triton cannot parse it" in bad.stderr
 
 
+def test_deepstream_configs_describe_the_exported_backbone(model, tmp_path):
+    """Written for DeepStream, not run (no DeepStream here): checked against the artifact."""
+    import configparser
+
+    repo, configs = tmp_path / "repo", tmp_path / "deepstream"
+    result = run("-m", "export.triton", "--model", str(model), "--out", str(repo), "--deepstream", str(configs))
+    assert result.returncode == 0, result.stderr[-2000:]
+    parser = configparser.ConfigParser()
+    parser.read(configs / "nvinfer_backbone.txt")
+    prop = parser["property"]
+    pre = get_preset("stt_tiny").preprocessing
+    assert Path(prop["onnx-file"]).read_bytes() == model.with_name("model.backbone.onnx").read_bytes()
+    assert prop["infer-dims"] == f"3;{pre.input_size[0]};{pre.input_size[1]}"
+    offsets = [float(v) for v in prop["offsets"].split(";")]
+    np.testing.assert_allclose(offsets, np.array(pre.mean) * pre.value_scale, atol=1e-3)
+    scale = float(prop["net-scale-factor"])
+    assert abs(scale * pre.value_scale * np.array(pre.std) - 1).max() < 0.02  # per-channel std averaged
+    assert prop["output-tensor-meta"] == "1" and prop["process-mode"] == "2"
+    server_config = (configs / "nvinferserver_backbone.txt").read_text()
+    assert 'model_name: "stt_tiny_fp32_onnx_backbone"' in server_config
+    assert (repo / "stt_tiny_fp32_onnx_backbone" / "config.pbtxt").is_file()
+
+
 def test_triton_backend_gives_the_local_backend_outputs(model, server):
     from edge_fer.runtime.streaming import ExpressionModel
 

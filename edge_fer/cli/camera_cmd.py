@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--events", type=Path, help="write one JSON object per event to this .jsonl file")
     parser.add_argument("--record", type=Path, help="write the annotated video to this .mp4 file")
     parser.add_argument("--force", action="store_true", help="overwrite existing --events/--record files")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames (of each source)")
     parser.add_argument(
         "--stride",
         type=_stride,
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the loop holds the sources' frame rate, oldest label first (default: auto for live sources, 4 for files)",
     )
     parser.add_argument("--detect-every", type=int, default=5, help="run the face detector every N frames (default 5)")
-    parser.add_argument("--max-faces", type=int, default=8, help="track at most this many faces (default 8)")
+    parser.add_argument("--max-faces", type=int, default=8, help="track at most this many faces per source (default 8)")
     parser.add_argument(
         "--detector",
         choices=("retinaface", "haar"),

@@ -1,0 +1,141 @@
+"""N cameras: one ``edge-fer camera`` process for N sources against N processes of one source.
+
+    python -m benchmarks.streams --out runs/streams [--model ARTIFACT] [--streams 4] [--seconds 20]
+
+Makes N 640x360 videos of one real face each, then runs, as a user would (fresh processes,
+``--head sync`` so both do the same work on every frame):
+
+- one process: ``edge-fer camera --source V1 ... --source VN``;
+- N processes at once: ``edge-fer camera --source Vi`` each.
+
+Records total frames per second (all frames of all videos / wall time from the first start
+to the last exit, start-up included) and memory: the one process's peak RSS against the sum
+of the N processes' peak RSS (``wait4``'s ``ru_maxrss`` of each). Without ``--model`` it
+exports ``stt_tiny`` to OpenVINO INT8 from untrained weights (speed and memory do not depend
+on the weights' values). Writes ``streams.json`` and ``streams.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import untrained_int8
+from edge_fer.bench import environment as suite_environment
+from edge_fer.cli.args import Parser
+from edge_fer.cli.main import run_tool
+
+__all__ = ["main"]
+
+
+def _run_together(commands: list[list[str]]) -> tuple[float, list[float]]:
+    """Start every command at once; (wall seconds until the last exits, each one's peak RSS in MiB).
+
+    Raises:
+        SystemExit: a command failed (its stderr is shown).
+    """
+    started = time.perf_counter()
+    processes = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in commands]
+    peaks, failures = {}, []
+    while len(peaks) < len(processes):
+        pid, status, usage = os.wait4(-1, 0)
+        for process in processes:
+            if process.pid == pid:
+                peaks[pid] = usage.ru_maxrss / 1024  # KiB on Linux
+                process.returncode = os.waitstatus_to_exitcode(status)
+                if process.returncode != 0:
+                    failures.append(process.stderr.read()[-2000:])
+    wall = time.perf_counter() - started
+    for process in processes:
+        process.stderr.close()
+    if failures:
+        raise SystemExit("edge-fer camera failed:\n" + failures[0])
+    return wall, [peaks[p.pid] for p in processes]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="python -m benchmarks.streams", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--model", type=Path, help="STT artifact to run (default: stt_tiny OpenVINO INT8)")
+    parser.add_argument("--streams", type=int, default=4, help="number of videos/sources (default 4)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each video (default 20)")
+    parser.add_argument("--stride", type=int, default=4)
+    args = parser.parse_args(argv)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    from edge_fer.data.face_video import write_crowd_video
+
+    videos = []
+    for index in range(args.streams):
+        video = out / f"face{index}_{args.seconds:g}s.mp4"
+        if not video.exists():
+            write_crowd_video(video, faces=1, seconds=args.seconds, seed=10 + index)
+        videos.append(video)
+    if args.model is None:
+        calib = out / "calib.mp4"
+        if not calib.exists():
+            from edge_fer.data.face_video import write_face_video
+
+            write_face_video(calib, seconds=30, seed=1)
+        model = untrained_int8("stt_tiny", out, calib, samples=64)
+    else:
+        model = args.model
+    base = [sys.executable, "-m", "edge_fer", "camera", "--model", str(model), "--headless", "--stats-every", "0"]
+    base += ["--head", "sync", "--stride", str(args.stride)]
+
+    stats_one = out / "stats_one_process.json"
+    one_wall, one_rss = _run_together(
+        [[*base, *(a for v in videos for a in ("--source", str(v))), "--stats-json", str(stats_one)]]
+    )
+    one = json.loads(stats_one.read_text())
+    each = [out / f"stats_process{i}.json" for i in range(len(videos))]
+    many_wall, many_rss = _run_together(
+        [[*base, "--source", str(v), "--stats-json", str(s)] for v, s in zip(videos, each)]
+    )
+    many_frames = sum(json.loads(s.read_text())["frames"] for s in each)
+    if one["frames"] != many_frames:
+        raise SystemExit(f"the runs read different frames: {one['frames']} in one process, {many_frames} in N")
+    result = {
+        "streams": len(videos),
+        "frames": many_frames,
+        "model": one["model"],
+        "one_process": {"wall_s": round(one_wall, 3), "fps": round(one["frames"] / one_wall, 2),
+                        "peak_rss_mib": round(one_rss[0], 1), "fps_steady": one["fps_steady"]},
+        "n_processes": {"wall_s": round(many_wall, 3), "fps": round(many_frames / many_wall, 2),
+                        "peak_rss_mib_sum": round(sum(many_rss), 1),
+                        "peak_rss_mib_each": [round(r, 1) for r in many_rss]},
+    }  # fmt: skip
+    result["fps_ratio"] = round(result["one_process"]["fps"] / result["n_processes"]["fps"], 3)
+    result["rss_ratio"] = round(one_rss[0] / sum(many_rss), 3)
+    full = suite_environment()
+    result["environment"] = {
+        "cpu": f"{full.get('cpu', '')} ({full['cpu_features']['summary']})",
+        "cores": full["cores"],
+        "python": full["python"],
+    }
+    model_name = f"{one['model']['preset']} {one['model']['precision']} {one['model']['backend']}"
+    lines = [
+        f"{len(videos)} videos of one real face (640x360, {args.seconds:g} s, 25 fps, {many_frames} frames in all), "
+        f"{model_name}, `--stride {args.stride} --head sync`; {result['environment']['cpu']}, "
+        f"{result['environment']['cores']} cores. FPS = all frames / wall time (start-up included).",
+        "",
+        "| run | wall s | total FPS | peak RSS (MiB) |",
+        "|---|---|---|---|",
+        f"| one process, {len(videos)} sources | {one_wall:.1f} | {result['one_process']['fps']:.1f} | "
+        f"{one_rss[0]:.0f} |",
+        f"| {len(videos)} processes, one source each | {many_wall:.1f} | {result['n_processes']['fps']:.1f} | "
+        f"{sum(many_rss):.0f} (sum) |",
+        f"| ratio (one / N) | | **{result['fps_ratio']:.2f}x** | **{result['rss_ratio']:.2f}x** |",
+    ]
+    (out / "streams.md").write_text("\n".join(lines) + "\n")
+    (out / "streams.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    run_tool(main, "python -m benchmarks.streams")
