@@ -10,7 +10,8 @@ Makes N 640x360 videos of one real face each, then runs, as a user would (fresh 
 
 Records total frames per second (all frames of all videos / wall time from the first start
 to the last exit, start-up included) and memory: the one process's peak RSS against the sum
-of the N processes' peak RSS (``wait4``'s ``ru_maxrss`` of each). Without ``--model`` it
+of the N processes' peak RSS (``wait4``'s ``ru_maxrss`` of each). Runs the two ``--repeat``
+times in turn and reports medians, the FPS ratio as the median of the pairs' ratios. Without ``--model`` it
 exports ``stt_tiny`` to OpenVINO INT8 from untrained weights (speed and memory do not depend
 on the weights' values). Writes ``streams.json`` and ``streams.md``.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=4, help="number of videos/sources (default 4)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each video (default 20)")
     parser.add_argument("--stride", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, in turn; medians reported (default 3)")
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -87,30 +90,43 @@ def main(argv: list[str] | None = None) -> int:
     base = [sys.executable, "-m", "edge_fer", "camera", "--model", str(model), "--headless", "--stats-every", "0"]
     base += ["--head", "sync", "--stride", str(args.stride)]
 
-    stats_one = out / "stats_one_process.json"
-    one_wall, one_rss = _run_together(
-        [[*base, *(a for v in videos for a in ("--source", str(v))), "--stats-json", str(stats_one)]]
-    )
-    one = json.loads(stats_one.read_text())
-    each = [out / f"stats_process{i}.json" for i in range(len(videos))]
-    many_wall, many_rss = _run_together(
-        [[*base, "--source", str(v), "--stats-json", str(s)] for v, s in zip(videos, each)]
-    )
-    many_frames = sum(json.loads(s.read_text())["frames"] for s in each)
-    if one["frames"] != many_frames:
-        raise SystemExit(f"the runs read different frames: {one['frames']} in one process, {many_frames} in N")
+    # This machine is shared and its speed drifts: run the pair `--repeat` times, one then N in
+    # turn, and take the median of the pair-by-pair ratios (one slow or lucky run moves nothing).
+    pairs = []
+    for _ in range(args.repeat):
+        stats_one = out / "stats_one_process.json"
+        one_wall, one_rss = _run_together(
+            [[*base, *(a for v in videos for a in ("--source", str(v))), "--stats-json", str(stats_one)]]
+        )
+        one = json.loads(stats_one.read_text())
+        each = [out / f"stats_process{i}.json" for i in range(len(videos))]
+        many_wall, many_rss = _run_together(
+            [[*base, "--source", str(v), "--stats-json", str(s)] for v, s in zip(videos, each)]
+        )
+        many_frames = sum(json.loads(s.read_text())["frames"] for s in each)
+        if one["frames"] != many_frames:
+            raise SystemExit(f"the runs read different frames: {one['frames']} in one process, {many_frames} in N")
+        pairs.append({"one_wall_s": round(one_wall, 3), "n_wall_s": round(many_wall, 3),
+                      "fps_ratio": round(many_wall / one_wall, 3), "one_rss_mib": round(one_rss[0], 1),
+                      "n_rss_mib_sum": round(sum(many_rss), 1), "fps_steady": one["fps_steady"]})  # fmt: skip
+    one_wall = statistics.median(p["one_wall_s"] for p in pairs)
+    many_wall = statistics.median(p["n_wall_s"] for p in pairs)
+    one_rss = max(p["one_rss_mib"] for p in pairs)
+    many_rss = max(p["n_rss_mib_sum"] for p in pairs)
     result = {
         "streams": len(videos),
         "frames": many_frames,
         "model": one["model"],
-        "one_process": {"wall_s": round(one_wall, 3), "fps": round(one["frames"] / one_wall, 2),
-                        "peak_rss_mib": round(one_rss[0], 1), "fps_steady": one["fps_steady"]},
-        "n_processes": {"wall_s": round(many_wall, 3), "fps": round(many_frames / many_wall, 2),
-                        "peak_rss_mib_sum": round(sum(many_rss), 1),
-                        "peak_rss_mib_each": [round(r, 1) for r in many_rss]},
+        "repeat": args.repeat,
+        "one_process": {"wall_s": one_wall, "fps": round(many_frames / one_wall, 2), "peak_rss_mib": one_rss,
+                        "fps_steady": statistics.median(p["fps_steady"] for p in pairs)},
+        "n_processes": {"wall_s": many_wall, "fps": round(many_frames / many_wall, 2),
+                        "peak_rss_mib_sum": many_rss},
+        "fps_ratio": statistics.median(p["fps_ratio"] for p in pairs),
+        "fps_ratio_range": [min(p["fps_ratio"] for p in pairs), max(p["fps_ratio"] for p in pairs)],
+        "rss_ratio": round(one_rss / many_rss, 3),
+        "pairs": pairs,
     }  # fmt: skip
-    result["fps_ratio"] = round(result["one_process"]["fps"] / result["n_processes"]["fps"], 3)
-    result["rss_ratio"] = round(one_rss[0] / sum(many_rss), 3)
     full = suite_environment()
     result["environment"] = {
         "cpu": f"{full.get('cpu', '')} ({full['cpu_features']['summary']})",
@@ -121,14 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"{len(videos)} videos of one real face (640x360, {args.seconds:g} s, 25 fps, {many_frames} frames in all), "
         f"{model_name}, `--stride {args.stride} --head sync`; {result['environment']['cpu']}, "
-        f"{result['environment']['cores']} cores. FPS = all frames / wall time (start-up included).",
+        f"{result['environment']['cores']} cores. FPS = all frames / wall time (start-up included); "
+        f"medians of {args.repeat} runs of each, one and N in turn; the FPS ratio is the median of the "
+        f"pair-by-pair ratios (range {result['fps_ratio_range'][0]:.2f}-{result['fps_ratio_range'][1]:.2f}x).",
         "",
         "| run | wall s | total FPS | peak RSS (MiB) |",
         "|---|---|---|---|",
         f"| one process, {len(videos)} sources | {one_wall:.1f} | {result['one_process']['fps']:.1f} | "
-        f"{one_rss[0]:.0f} |",
+        f"{one_rss:.0f} |",
         f"| {len(videos)} processes, one source each | {many_wall:.1f} | {result['n_processes']['fps']:.1f} | "
-        f"{sum(many_rss):.0f} (sum) |",
+        f"{many_rss:.0f} (sum) |",
         f"| ratio (one / N) | | **{result['fps_ratio']:.2f}x** | **{result['rss_ratio']:.2f}x** |",
     ]
     (out / "streams.md").write_text("\n".join(lines) + "\n")

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -181,23 +182,65 @@ def test_streaming_pair_equals_full_clip_model(models, video):
 
 @pytest.mark.isa
 def test_openvino_static_shapes_match_dynamic_and_stay_bounded(models):
-    """The head compiled per batch size gives the dynamic model's outputs; past the kept
-    number of shapes it runs the dynamic model instead of recompiling forever."""
+    """The head compiled per batch size (padded to a power of two) gives the dynamic model's
+    outputs, one row per input row; past the kept number of shapes it runs the dynamic model
+    instead of recompiling forever."""
     from edge_fer.runtime.backends import open_backend
 
     head = models / "stt_tiny.head.onnx"
     static = open_backend(head, backend="openvino", precision="f32", static_shapes=True)
     dynamic = open_backend(head, backend="openvino", precision="f32")
     name = next(iter(static.inputs))
-    assert len(static._static) == 1  # batch 1 compiled up front, no dynamic model
+    assert len(static._static) == 1 and static.request is None  # batch 1 up front, no dynamic model
+    static.STATIC_SHAPES_KEPT = 3  # this instance only: keeps the test to a few compiles
     rng = np.random.default_rng(0)
-    kept = static.STATIC_SHAPES_KEPT
-    for batch in range(1, kept + 3):
+    for batch in range(1, 7):
         tokens = rng.standard_normal((batch, *static.inputs[name][1:]), dtype=np.float32)
         np.testing.assert_allclose(
             static.infer({name: tokens})["logits"], dynamic.infer({name: tokens})["logits"], atol=1e-4
         )
-    assert len(static._static) == kept and static.request is not None
+        if batch == 4:  # 3 went to 4, and 1, 2, 4 are all the shapes compiled
+            assert sorted(key[0][1][0] for key in static._static) == [1, 2, 4] and static.request is None
+    assert len(static._static) == 3 and static.request is not None  # 5 and 6 (as 8): the dynamic model
+
+
+def test_tracker_flow_on_the_faces_region_is_the_whole_frames(monkeypatch):
+    """LK runs on the region around the faces (cheaper): two textured faces moving over a
+    textured background are followed as on the whole frame, and where they really go."""
+    from edge_fer.runtime import tracker as tracking
+
+    rng = np.random.default_rng(3)
+    background = cv2.GaussianBlur(rng.integers(0, 255, (360, 640), dtype=np.uint8), (5, 5), 0)
+    patches = [cv2.GaussianBlur(rng.integers(0, 255, (80, 80), dtype=np.uint8), (3, 3), 0) for _ in range(2)]
+    starts, step = [(60, 100), (420, 200)], [(3, 1), (-2, 2)]
+
+    def frame(index):
+        image = background.copy()
+        for patch, (x, y), (dx, dy) in zip(patches, starts, step):
+            x, y = x + dx * index, y + dy * index
+            image[y : y + 80, x : x + 80] = patch
+        return image
+
+    def faces():
+        boxes = np.array([[x, y, x + 80, y + 80] for x, y in starts], np.float32)
+        marks = boxes[:, None, :2] + np.array([[24, 30], [56, 30], [40, 45], [28, 60], [52, 60]], np.float32)
+        return Detections(boxes, np.ones(2, np.float32), marks)
+
+    def follow():
+        tracker = FaceTracker(max_faces=4)
+        tracker.update(0, frame(0), faces())
+        for index in range(1, 25):
+            tracks = tracker.update(index, frame(index), None)
+        return np.array([t.box for t in tracks])
+
+    region = tracking._flow_region(np.array([[[101.5, 300.0]], [[200.0, 90.0]]], np.float32), (360, 640))
+    assert region == (36, 24, 264, 360)  # 64 px around, the corner on the pyramid's grid, inside the frame
+    on_region = follow()
+    monkeypatch.setattr(tracking, "_flow_region", lambda points, shape: (0, 0, shape[1], shape[0]))
+    on_frame = follow()
+    np.testing.assert_allclose(on_region, on_frame, atol=0.1)
+    truth = np.array([[x + dx * 24, y + dy * 24] for (x, y), (dx, dy) in zip(starts, step)], np.float32)
+    np.testing.assert_allclose(on_region[:, :2], truth, atol=1.0)
 
 
 def test_tracker_keeps_ids_through_short_misses_and_caps_faces():

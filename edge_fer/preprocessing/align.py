@@ -31,7 +31,10 @@ def canonical_landmarks(size: int, *, scale: float = 1.0) -> np.ndarray:
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) mapping src to dst.
 
-    Umeyama's closed form. Args are (N, 2) point sets, N >= 2. Returns a (2, 3) matrix
+    Umeyama's solution, which in 2-D has a closed form without an SVD: with points as complex
+    numbers, centred, the map is ``z -> a z + b`` with ``a = sum(conj(s) d) / sum(|s|^2)`` (a
+    rotation and a scale, never a reflection). The runtime aligns every face on every frame,
+    so this runs at frame rate. Args are (N, 2) point sets, N >= 2. Returns a (2, 3) matrix
     for ``cv2.warpAffine``.
     """
     src = np.asarray(src, np.float64)
@@ -39,19 +42,15 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
         raise ValueError(f"expected two (N, 2) point sets with N >= 2, got {src.shape} and {dst.shape}")
     mean_src, mean_dst = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - mean_src, dst - mean_dst
-    var_src = (src_c**2).sum() / len(src)
-    if var_src < 1e-12:
+    sx, sy = (src - mean_src).T
+    dx, dy = (dst - mean_dst).T
+    norm = float(sx @ sx + sy @ sy)
+    if norm < 1e-12 * len(src):
         raise ValueError("landmarks are degenerate (all at one point)")
-    cov = dst_c.T @ src_c / len(src)
-    u, s, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1] = -1  # no reflections
-    rotation = u @ np.diag(d) @ vt
-    scale = (s * d).sum() / var_src
-    translation = mean_dst - scale * rotation @ mean_src
-    return np.concatenate([scale * rotation, translation[:, None]], axis=1).astype(np.float32)
+    # a = sum(conj(s) d) / sum(|s|^2) = (re + i im) / norm
+    re, im = float(sx @ dx + sy @ dy) / norm, float(sx @ dy - sy @ dx) / norm
+    (mx, my), (nx, ny) = mean_src, mean_dst
+    return np.array([[re, -im, nx - re * mx + im * my], [im, re, ny - im * mx - re * my]], np.float32)
 
 
 def align_face(

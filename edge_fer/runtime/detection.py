@@ -149,6 +149,11 @@ class RetinaFaceDetector(FaceDetector):
         self.max_side = max_side
 
     def detect(self, frame: np.ndarray) -> Detections:
+        blob, scale = self._input(frame)
+        return self._decode(self.backend.infer({"input": blob}), blob.shape[2:], scale)
+
+    def _input(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        """The network's input for a frame, and the scale it was resized by."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR frame, got {frame.shape} {frame.dtype}")
         height, width = frame.shape[:2]
@@ -156,11 +161,11 @@ class RetinaFaceDetector(FaceDetector):
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
             frame = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        h, w = frame.shape[:2]
-        blob = cv2.dnn.blobFromImage(frame, 1.0, None, tuple(float(m) for m in _BGR_MEAN), swapRB=False)
-        out = self.backend.infer({"input": blob})
+        return _planar_minus_mean(frame), scale
+
+    def _decode(self, out: dict[str, np.ndarray], size: tuple[int, int], scale: float) -> Detections:
         loc, conf, marks = out["loc"][0], out["conf"][0], out["landmarks"][0]
-        priors = _priors(h, w)
+        priors = _priors(*size)
         keep = conf[:, 1] > self.score_threshold
         if not keep.any():
             return Detections.empty()
@@ -178,6 +183,16 @@ class RetinaFaceDetector(FaceDetector):
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _planar_minus_mean(frame: np.ndarray) -> np.ndarray:
+    """(1, 3, H, W) float32: the frame's BGR planes less RetinaFace's mean. What
+    ``cv2.dnn.blobFromImage(frame, 1, None, mean)`` gives, in half its time (the detector's
+    input is made on the loop's thread every few frames)."""
+    blob = np.empty((1, 3, *frame.shape[:2]), np.float32)
+    for channel, (plane, mean) in enumerate(zip(cv2.split(frame), _BGR_MEAN)):
+        cv2.subtract(plane, float(mean), dst=blob[0, channel], dtype=cv2.CV_32F)
+    return blob
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:

@@ -80,7 +80,6 @@ class _Observed:
     """One frame after detection, tracking and alignment: what the head step and ``finish`` need."""
 
     frame: Frame
-    image: np.ndarray
     gray: np.ndarray
     visible: list
     stage: dict[str, float]
@@ -200,7 +199,7 @@ class Pipeline:
                 crop = align_face(image, track.landmarks, pre.input_size[0])
                 self.classifier.push((self.stream, track.id), frame.time, crop)
         stage["align"] = _since(clock)
-        return _Observed(frame, image, gray, visible, stage, detected)
+        return _Observed(frame, gray, visible, stage, detected)
 
     def due(self, seen: _Observed) -> list[tuple[int, int]]:
         """Classifier keys of this frame's visible faces whose label is due."""

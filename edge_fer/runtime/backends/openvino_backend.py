@@ -16,8 +16,9 @@ __all__ = ["OpenVINOBackend"]
 
 class OpenVINOBackend(Backend):
     name = "openvino"
-    # One camera has one frame size; a clip head meets one batch size per number of faces
-    # refreshed together (up to --max-faces, 8 by default). Shapes past this many run dynamic.
+    # One camera has one frame size; a clip head meets batch sizes up to the faces refreshed
+    # together (rounded up to a power of two: 1, 2, 4, 8 for --max-faces 8). Shapes past this
+    # many run dynamic.
     STATIC_SHAPES_KEPT = 8
 
     def __init__(
@@ -39,8 +40,9 @@ class OpenVINOBackend(Backend):
             config["INFERENCE_PRECISION_HINT"] = precision
         # Static shapes: the CPU plugin runs a model compiled for one input shape faster than a
         # dynamic one (measured here: the face detector about 2x, the STT head about 1.1x), so
-        # compile once per input shape (about 0.5 s each), for up to STATIC_SHAPES_KEPT shapes.
+        # compile once per input shape (0.2-0.5 s each), for up to STATIC_SHAPES_KEPT shapes.
         self._static = {} if static_shapes else None
+        self._pad_batch = False
         self._core, self._device, self._config = core, device, config
         try:
             network = core.read_model(model, b"") if isinstance(model, bytes) else core.read_model(os.fspath(model))
@@ -53,45 +55,67 @@ class OpenVINOBackend(Backend):
             self.request = None
             first = _batch_of_one(self.inputs)
             if static_shapes and first is not None:
-                # only the batch is open (a clip model): compile batch 1, the shape met first;
-                # the dynamic model is compiled only if ever needed
+                # only the batch is open (a clip model): compile batch 1, the shape met first.
+                # Batches are padded to a power of two, so 4 sources' faces refreshed 1-4 at a
+                # time cost 3 compiles on the loop, not 4; the dynamic model only if ever needed.
+                self._pad_batch = any(shape[0] is None for shape in self.inputs.values())
                 self._request_for({name: np.empty(shape, np.float32) for name, shape in first.items()})
-            else:
-                self.request = core.compile_model(network, device, config).create_infer_request()
+            elif not static_shapes:
+                self.request = self._compile(network)
+            # else (an image model, e.g. the detector): compiled for the first frame's size when
+            # it comes; a dynamic compile now would be thrown away (0.2 s of every start)
         except RuntimeError as exc:
-            raise BackendError(
-                f"openvino cannot load the model on {device}: {str(exc).strip().splitlines()[0][:200]}"
-            ) from None
+            raise _cannot_load(device, exc) from None
 
     def _request_for(self, feed: Mapping[str, np.ndarray]):
         if self._static is None:
             return self.request
-        key = tuple((name, feed[name].shape) for name in self.inputs)
+        key = _shapes(feed, self.inputs)
         request = self._static.get(key)
         if request is None:
             if len(self._static) >= self.STATIC_SHAPES_KEPT:
                 # more shapes than a camera meets: one dynamic model for the rest, rather than
-                # evicting and recompiling (0.5 s each) over and over
+                # evicting and recompiling over and over
                 if self.request is None:
-                    compiled = self._core.compile_model(self._network, self._device, self._config)
-                    self.request = compiled.create_infer_request()
+                    self.request = self._compile(self._network)
                 return self.request
             network = self._network.clone()
             network.reshape({name: list(shape) for name, shape in key})
-            request = self._core.compile_model(network, self._device, self._config).create_infer_request()
-            self._static[key] = request
+            request = self._static[key] = self._compile(network)
         return request
 
+    def _compile(self, network: ov.Model):
+        try:
+            return self._core.compile_model(network, self._device, self._config).create_infer_request()
+        except RuntimeError as exc:
+            raise _cannot_load(self._device, exc) from None
+
     def _run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = padded = len(next(iter(feed.values())))
+        if self._pad_batch and batch & (batch - 1):
+            # rows are independent: repeat the last one up to the next power of two, drop them after
+            padded = 1 << (batch - 1).bit_length()
+            feed = {k: np.concatenate([v, np.repeat(v[-1:], padded - batch, axis=0)]) for k, v in feed.items()}
         request = self._request_for(feed)
         result = request.infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
         # copy: the request reuses its output buffers on the next call
-        return {_port_name(port): np.array(value) for port, value in result.items()}
+        outputs = {_port_name(port): np.array(value) for port, value in result.items()}
+        if padded != batch:
+            outputs = {k: v[:batch] if v.ndim and len(v) == padded else v for k, v in outputs.items()}
+        return outputs
 
     def close(self) -> None:
         self.request = None
         self._static = {} if self._static is not None else None
         self._network = None
+
+
+def _shapes(feed: Mapping[str, np.ndarray], inputs: Mapping[str, tuple]) -> tuple:
+    return tuple((name, feed[name].shape) for name in inputs)
+
+
+def _cannot_load(device: str, exc: RuntimeError) -> BackendError:
+    return BackendError(f"openvino cannot load the model on {device}: {str(exc).strip().splitlines()[0][:200]}")
 
 
 def _batch_of_one(inputs: Mapping[str, tuple]) -> dict[str, tuple[int, ...]] | None:
