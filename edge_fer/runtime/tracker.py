@@ -133,7 +133,7 @@ class FaceTracker:
             return
         points = np.concatenate([t.points for t in followed])
         # Flow on the region around the faces, not the whole frame: LK builds pyramids and
-        # derivatives of every pixel it is given, so a face-sized region is several times cheaper.
+        # derivatives of every pixel it is given (one face in 640x360: half the time, measured).
         x0, y0, x1, y1 = _flow_region(points, gray.shape)
         shift = np.float32([x0, y0])
         before, after = self._prev_gray[y0:y1, x0:x1], gray[y0:y1, x0:x1]
