@@ -11,9 +11,9 @@ Makes N 640x360 videos of one real face each, then runs, as a user would (fresh 
 Records total frames per second (all frames of all videos / wall time from the first start
 to the last exit, start-up included) and memory: the one process's peak RSS against the sum
 of the N processes' peak RSS (``wait4``'s ``ru_maxrss`` of each). Runs the two ``--repeat``
-times in turn and reports medians, the FPS ratio as the median of the pairs' ratios. Without ``--model`` it
-exports ``stt_tiny`` to OpenVINO INT8 from untrained weights (speed and memory do not depend
-on the weights' values). Writes ``streams.json`` and ``streams.md``.
+times in turn and reports medians, the FPS ratio as the median of the pairs' ratios. Without
+``--model`` it exports ``stt_tiny`` to OpenVINO INT8 from untrained weights (speed and memory
+do not depend on the weights' values). Writes ``streams.json`` and ``streams.md``.
 """
 
 from __future__ import annotations

@@ -149,11 +149,6 @@ class RetinaFaceDetector(FaceDetector):
         self.max_side = max_side
 
     def detect(self, frame: np.ndarray) -> Detections:
-        blob, scale = self._input(frame)
-        return self._decode(self.backend.infer({"input": blob}), blob.shape[2:], scale)
-
-    def _input(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        """The network's input for a frame, and the scale it was resized by."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR frame, got {frame.shape} {frame.dtype}")
         height, width = frame.shape[:2]
@@ -161,11 +156,10 @@ class RetinaFaceDetector(FaceDetector):
         if self.max_side and max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
             frame = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        return _planar_minus_mean(frame), scale
-
-    def _decode(self, out: dict[str, np.ndarray], size: tuple[int, int], scale: float) -> Detections:
+        h, w = frame.shape[:2]
+        out = self.backend.infer({"input": _planar_minus_mean(frame)})
         loc, conf, marks = out["loc"][0], out["conf"][0], out["landmarks"][0]
-        priors = _priors(*size)
+        priors = _priors(h, w)
         keep = conf[:, 1] > self.score_threshold
         if not keep.any():
             return Detections.empty()
