@@ -48,3 +48,37 @@ def test_missing_file_and_unknown_backend(tmp_path, exported):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(BackendError, match="cannot load"):
         open_backend(tmp_path / "bad.onnx", backend="onnxruntime")
+
+
+def test_openvino_says_why_a_model_does_not_load(tmp_path):
+    if "openvino" not in available_backends():
+        pytest.skip("openvino not installed")
+    from edge_fer.runtime.backends.openvino_backend import _cannot_load
+
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(BackendError, match="cannot load the model on CPU: Unable to read the model"):
+        open_backend(tmp_path / "bad.onnx", backend="openvino")
+    # OpenVINO's messages lead with where they were raised; the reason comes last
+    raised = RuntimeError(
+        "Exception from src/inference/src/cpp/core.cpp:117:\nException from src/inference/src/dev/plugin.cpp:54:\n"
+        "object is not initialized\n\n"
+    )
+    assert str(_cannot_load("CPU", raised)) == "openvino cannot load the model on CPU: object is not initialized"
+
+
+@pytest.mark.isa
+def test_openvino_runs_f32_where_onednn_is_capped_below_avx512(exported, monkeypatch):
+    """OpenVINO picks bf16 by CPUID even where oneDNN is capped to AVX2 (the isa re-run, a user
+    emulating an AVX2 CPU) and then cannot compile; the backend asks for f32 there, as an AVX2
+    CPU runs. (Setting the variable here changes what the backend asks for, not oneDNN's own
+    cap, which it reads once: the isa re-run starts with it set.)"""
+    if "openvino" not in available_backends():
+        pytest.skip("openvino not installed")
+    import openvino as ov
+
+    path, x, expected = exported
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    with open_backend(path, backend="openvino") as backend:
+        precision = backend.request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT")
+        assert precision == ov.Type.f32
+        assert np.abs(backend.infer({"image": x})["logits"] - expected).max() < 1e-4

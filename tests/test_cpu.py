@@ -29,3 +29,19 @@ def test_this_machine_and_the_cache_key():
     assert info.cores >= 1 and info.model
     assert info.key.startswith(info.model) and all(f in info.key for f in info.features)
     assert cpu_info(ZEN3).key != cpu_info(ZEN4).key
+
+
+def test_onednn_cap_cuts_the_features_the_kernels_may_use(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    capped = cpu_info(SAPPHIRE)
+    assert capped.features == ("avx2",) and not capped.int8_dot_product and not capped.bf16
+    assert capped.summary == "AVX2 only (no VNNI, no BF16), capped by ONEDNN_MAX_CPU_ISA=AVX2"
+    assert capped.to_dict()["capped"] == "AVX2"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2_VNNI")
+    alder = cpu_info(SAPPHIRE.replace("avx2 ", "avx2 avx_vnni "))
+    assert alder.features == ("avx2", "avx_vnni") and alder.int8_dot_product
+    assert cpu_info(ORIN).summary == "ARM NEON + dot-product"  # an x86 cap says nothing about ARM
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")  # within AVX-512: not modelled, unchanged
+    assert cpu_info(SAPPHIRE).summary == "AVX-512 + VNNI + AMX + BF16"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert cpu_info(SAPPHIRE).key != capped.key and cpu_info(SAPPHIRE).capped is None

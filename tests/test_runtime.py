@@ -155,10 +155,9 @@ def test_streaming_pair_equals_full_clip_model(models, video):
         ExpressionModel(models / "stt_tiny.onnx", backend="onnxruntime", streaming=False), stride=3
     )
     assert streaming.model.streaming and not full.model.streaming
-    # The detector only supplies crops here. ONNX Runtime's, because under the AVX2 cap of the
-    # isa re-run (ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 CPU) OpenVINO 2026.4.0/.1 fail to compile
-    # RetinaFace ("object is not initialized"; reproduced without edge-fer); real AVX2 CPUs run it.
-    pipeline = Pipeline(open_face_detector(backend="onnxruntime"), streaming)
+    # The detector only supplies crops here; OpenVINO's at its default precision, which the
+    # isa re-run (ONEDNN_MAX_CPU_ISA=AVX2 on a bf16 CPU) needs the backend to make f32.
+    pipeline = Pipeline(open_face_detector(), streaming)
     compared = 0
     with FrameSource(parse_source(str(video[0]))) as source:
         for frame in source:

@@ -72,7 +72,7 @@ def open_backend(
             provider such as "CPUExecutionProvider"); None picks the CPU.
         threads: inference threads (None: the backend's default).
         precision: OpenVINO inference precision hint ("f32", "f16", "bf16"); None keeps the
-            device default (bf16 on CPUs that have it).
+            device default (bf16 on CPUs that have it; f32 under an ``ONEDNN_MAX_CPU_ISA`` cap below AVX-512).
         static_shapes: OpenVINO compiles the model for each input shape it meets (faster
             where shapes rarely change, such as a detector on one camera); others ignore it.
         url: with backend "triton", the server (the artifact's sidecar names the model there).

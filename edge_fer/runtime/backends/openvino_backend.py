@@ -10,6 +10,7 @@ import openvino as ov
 
 from edge_fer.errors import BackendError
 from edge_fer.runtime.backends.base import Backend
+from edge_fer.runtime.cpu import isa_cap
 
 __all__ = ["OpenVINOBackend"]
 
@@ -38,6 +39,10 @@ class OpenVINOBackend(Backend):
         if precision:
             # Without a hint, an "FP32" model runs in bf16 on CPUs with bf16 support.
             config["INFERENCE_PRECISION_HINT"] = precision
+        elif device == "CPU" and isa_cap():
+            # OpenVINO picks bf16 by CPUID, not by oneDNN's ISA cap, and then cannot compile
+            # ("object is not initialized"); under the cap the CPU is an AVX2 one: f32, as there.
+            config["INFERENCE_PRECISION_HINT"] = "f32"
         # Static shapes: the CPU plugin runs a model compiled for one input shape faster than a
         # dynamic one (measured here: the face detector about 2x, the STT head about 1.1x), so
         # compile once per input shape (0.2-0.5 s each), for up to STATIC_SHAPES_KEPT shapes.
@@ -115,7 +120,10 @@ def _shapes(feed: Mapping[str, np.ndarray], inputs: Mapping[str, tuple]) -> tupl
 
 
 def _cannot_load(device: str, exc: RuntimeError) -> BackendError:
-    return BackendError(f"openvino cannot load the model on {device}: {str(exc).strip().splitlines()[0][:200]}")
+    # OpenVINO puts "Exception from <file>:<line>:" lines before the reason: keep the reason
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = " ".join(line for line in lines if not line.startswith("Exception from ")) or " ".join(lines)
+    return BackendError(f"openvino cannot load the model on {device}: {reason[:200]}")
 
 
 def _batch_of_one(inputs: Mapping[str, tuple]) -> dict[str, tuple[int, ...]] | None:
