@@ -182,8 +182,9 @@ def test_streaming_pair_equals_full_clip_model(models, video):
 @pytest.mark.isa
 def test_openvino_static_shapes_match_dynamic_and_stay_bounded(models):
     """The head compiled per batch size (padded to a power of two) gives the dynamic model's
-    outputs, one row per input row; past the kept number of shapes it runs the dynamic model
-    instead of recompiling forever."""
+    outputs, one row per input row, both while a new size compiles in the background (the
+    batch runs as chunks of a size already compiled) and after; past the kept number of
+    shapes it runs the dynamic model instead of recompiling forever."""
     from edge_fer.runtime.backends import open_backend
 
     head = models / "stt_tiny.head.onnx"
@@ -193,14 +194,28 @@ def test_openvino_static_shapes_match_dynamic_and_stay_bounded(models):
     assert len(static._static) == 1 and static.request is None  # batch 1 up front, no dynamic model
     static.STATIC_SHAPES_KEPT = 3  # this instance only: keeps the test to a few compiles
     rng = np.random.default_rng(0)
+
+    def sizes():
+        return sorted(key[0][1][0] for key in static._static)
+
     for batch in range(1, 7):
         tokens = rng.standard_normal((batch, *static.inputs[name][1:]), dtype=np.float32)
-        np.testing.assert_allclose(
-            static.infer({name: tokens})["logits"], dynamic.infer({name: tokens})["logits"], atol=1e-4
-        )
+        expected = dynamic.infer({name: tokens})["logits"]
+        first = static.infer({name: tokens})["logits"]  # a new size: chunks, while it compiles
+        if batch == 2:
+            assert sizes() == [1]  # 2 compiling; the batch ran as two of 1
+        if batch == 3:
+            assert sizes() == [1, 2]  # 4 compiling; the batch ran as 2 + 1
+        static.wait_compiled()
+        again = static.infer({name: tokens})["logits"]
+        assert first.shape == again.shape == (batch, len(expected[0]))
+        np.testing.assert_allclose(first, expected, atol=1e-4)
+        np.testing.assert_allclose(again, expected, atol=1e-4)
         if batch == 4:  # 3 went to 4, and 1, 2, 4 are all the shapes compiled
-            assert sorted(key[0][1][0] for key in static._static) == [1, 2, 4] and static.request is None
+            assert sizes() == [1, 2, 4] and static.request is None
     assert len(static._static) == 3 and static.request is not None  # 5 and 6 (as 8): the dynamic model
+    static.close()
+    assert static._compiler is None
 
 
 def test_tracker_flow_on_the_faces_region_is_the_whole_frames(monkeypatch):
