@@ -56,3 +56,15 @@ def test_quick_demo_writes_report_and_nothing_outside(tmp_path):
         timeout=60,
     )
     assert again.returncode == 1 and "--force" in again.stderr
+
+
+def test_expected_time_follows_the_cpu():
+    from edge_fer.demo import FULL, QUICK, _expected
+    from edge_fer.runtime.cpu import cpu_info
+
+    zen3 = cpu_info("model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n")
+    zen4 = cpu_info("model name\t: AMD EPYC 9B14\nflags\t\t: sse2 avx2 avx512f avx512_vnni avx512_bf16\n")
+    assert _expected(FULL, zen4) == (FULL.expected_s, "2 AMD EPYC cores")
+    seconds, where = _expected(FULL, zen3)
+    assert seconds == FULL.expected_avx2_s > FULL.expected_s and "AVX2" in where
+    assert _expected(QUICK, zen3)[0] == QUICK.expected_s  # not timed apart
