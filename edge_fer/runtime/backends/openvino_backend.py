@@ -110,8 +110,8 @@ class OpenVINOBackend(Backend):
     def _run_batched(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A clip model's batch, padded to a power of two (rows are independent: the last one
         repeated, the copies dropped after). A size met for the first time compiles in a
-        background thread (0.27 s here: seven frames of a 25 fps camera, if made on the loop);
-        meanwhile the batch runs as chunks of the largest size already compiled."""
+        background thread (0.27-0.4 s on a 2-core Xeon: up to ten frames of a 25 fps camera,
+        if made on the loop); meanwhile the batch runs as chunks of the largest size compiled."""
         batch = len(next(iter(feed.values())))
         padded = 1 << (batch - 1).bit_length()
         key = tuple((name, (padded, *feed[name].shape[1:])) for name in self.inputs)
