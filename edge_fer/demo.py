@@ -54,8 +54,8 @@ class DemoSizes:
 # the first third of the epochs, then drops). Quick: a smoke run of every step, too short to learn.
 # expected_s: FULL measured on a 2-core AMD EPYC Zen 4 (363 s, AVX-512); expected_avx2_s on a 2-core
 # Intel Xeon with torch's and oneDNN's kernels capped to AVX2 (573 and 654 s, the machine drifting;
-# 510 s uncapped; no AVX2-only CPU to time it on since the `au` set). QUICK on a Zen 3 (AVX2 only) before the `au`
-# set, not re-timed.
+# 510 s uncapped; no AVX2-only CPU to time it on since the `au` set). QUICK on a Zen 3 (AVX2
+# only) before the `au` set, not re-timed.
 FULL = DemoSizes(
     dfer_clips=2100,
     frame_epochs=15,

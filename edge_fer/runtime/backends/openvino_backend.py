@@ -83,13 +83,16 @@ class OpenVINOBackend(Backend):
         request = self._static.get(key)
         if request is None:
             if len(self._static) >= self.STATIC_SHAPES_KEPT:
-                # more shapes than a camera meets: one dynamic model for the rest, rather than
-                # evicting and recompiling over and over
-                if self.request is None:
-                    self.request = self._compile(self._network)
-                return self.request
+                return self._dynamic()
             request = self._static[key] = self._compile_static(key)
         return request
+
+    def _dynamic(self):
+        """More shapes than a camera meets: one dynamic model for the rest, rather than evicting
+        and recompiling over and over."""
+        if self.request is None:
+            self.request = self._compile(self._network)
+        return self.request
 
     def _compile_static(self, key: tuple):
         network = self._network.clone()
@@ -118,12 +121,13 @@ class OpenVINOBackend(Backend):
         request = self._static.get(key)
         if request is None:
             request = self._compiled_in_background(key)
-        if request is not None and request is self.request:  # dynamic (past STATIC_SHAPES_KEPT): not padded
-            return _infer(request, feed)
-        if request is None:
-            ready = max(k[0][1][0] for k in self._static if k[0][1][0] < padded)  # batch 1 always is
-            parts = [self._run_batched({k: v[i : i + ready] for k, v in feed.items()}) for i in range(0, batch, ready)]
-            return {k: np.concatenate([p[k] for p in parts]) if parts[0][k].ndim else parts[0][k] for k in parts[0]}
+            if request is None:  # compiling: chunks of the largest size compiled (batch 1 always is)
+                ready = max(k[0][1][0] for k in self._static if k[0][1][0] < padded)
+                chunks = [{k: v[i : i + ready] for k, v in feed.items()} for i in range(0, batch, ready)]
+                parts = [self._run_batched(chunk) for chunk in chunks]
+                return {k: np.concatenate([p[k] for p in parts]) if parts[0][k].ndim else parts[0][k] for k in parts[0]}
+            if request is self.request:  # the dynamic model (past STATIC_SHAPES_KEPT): no padding
+                return _infer(request, feed)
         if padded != batch:
             feed = {k: np.concatenate([v, np.repeat(v[-1:], padded - batch, axis=0)]) for k, v in feed.items()}
         outputs = _infer(request, feed)
@@ -135,9 +139,7 @@ class OpenVINOBackend(Backend):
         pending = self._compiling.get(key)
         if pending is None:
             if len(self._static) + len(self._compiling) >= self.STATIC_SHAPES_KEPT:
-                if self.request is None:
-                    self.request = self._compile(self._network)
-                return self.request
+                return self._dynamic()
             if self._compiler is None:
                 self._compiler = ThreadPoolExecutor(1, thread_name_prefix="edge-fer-compile")
             self._compiling[key] = self._compiler.submit(self._compile_static, key)
