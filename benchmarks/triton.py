@@ -32,8 +32,17 @@ __all__ = ["main"]
 
 
 def _counts(backend) -> tuple[int, int]:
-    stats = backend.statistics()["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+    """Triton's request and batch counts of the model, read until two reads agree: the server
+    counts a request only after sending its response, so the last answered ones may lag."""
+    previous = None
+    for _ in range(40):
+        stats = backend.statistics()["model_stats"][0]
+        counts = int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+        if counts == previous:
+            break
+        previous = counts
+        time.sleep(0.05)
+    return counts
 
 
 def _clients(model: Path, url: str, clients: int, seconds: float) -> dict:
