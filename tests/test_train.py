@@ -156,6 +156,34 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
     assert alone.returncode == 1 and "--pretrained" in alone.stderr and "Traceback" not in alone.stderr
 
 
+def test_steps_per_epoch_caps_each_epoch_and_the_schedule(dfer, tmp_path, monkeypatch):
+    """--steps-per-epoch: each epoch reads at most N batches of training clips (a fresh subset),
+    and the learning-rate schedule ends at 0 after the steps that ran, not those that would have."""
+    from edge_fer.data.torch_dataset import ClipDataset
+    from train import stt
+
+    reads = []
+    read = ClipDataset.__getitem__
+
+    def counted(self, index):
+        if self.train:
+            reads.append((self.epoch, index))
+        return read(self, index)
+
+    monkeypatch.setattr(ClipDataset, "__getitem__", counted)
+    run = tmp_path / "run"
+    assert stt.main([*STT_ARGS, "--root", str(dfer), "--out", str(run), "--steps-per-epoch", "2"]) == 0
+    per_epoch = [[i for e, i in reads if e == epoch] for epoch in range(3)]
+    assert [len(indices) for indices in per_epoch] == [8, 8, 8]  # 2 batches of 4, of more than 8 clips
+    assert len({tuple(indices) for indices in per_epoch}) == 3  # each epoch its own subset
+    last = read_checkpoint(run / "last.pt")
+    assert {state["step"].item() for state in last["optimizer"]["state"].values()} == {6.0}
+    history = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert history[-1]["lr"] == 0.0 and history[0]["lr"] > 0
+    bad = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), "--steps-per-epoch", "0")
+    assert bad.returncode == 1 and "--steps-per-epoch" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_htnet_loso_run(tmp_path):
     root = write_micro(tmp_path / "me", subjects=3, clips_per_subject=6, seed=2, workers=2)
     run = tmp_path / "run"

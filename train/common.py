@@ -9,6 +9,7 @@ the uninterrupted run did.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -52,6 +53,9 @@ class TrainConfig:
     """Optimisation settings; every training script fills these from its flags."""
 
     epochs: int = 30
+    # At most this many optimiser steps per epoch (each epoch a fresh random subset of the
+    # training set); None: the whole set. Short fine-tunes (QAT) need far less than an epoch.
+    steps_per_epoch: int | None = None
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -228,7 +232,9 @@ def _train_epoch(
             if not module.weight.requires_grad:
                 module.eval()
     total_loss, correct, seen = 0.0, 0, 0
-    for inputs, labels, *extra in progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}"):
+    batches = itertools.islice(loader, config.steps_per_epoch)  # None: every batch
+    total = min(len(loader), config.steps_per_epoch or len(loader))
+    for inputs, labels, *extra in progress_bar(batches, desc=f"epoch {epoch + 1}/{config.epochs}", total=total):
         if share is not None:
             share.update()
         inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -289,6 +295,8 @@ def fit(
         else None
     )
     steps_per_epoch = math.ceil(len(train_set) / ddp.world / config.batch_size)
+    if config.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     optimizer = _make_optimizer(model, config)
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler(

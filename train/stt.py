@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default="stt_tiny")
     p.add_argument("--out", required=True, type=Path, help="run folder (best.pt, last.pt, metrics.json, ...)")
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        help="at most N optimiser steps per epoch, each epoch a fresh random subset of the training clips "
+        "(default: all of them); a QAT fine-tune needs far less than an epoch",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="per process")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 1e-5 with --qat)")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
@@ -142,10 +148,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ddp = setup_distributed()
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        raise PresetError(f"--steps-per-epoch must be at least 1, got {args.steps_per_epoch}")
     if args.qat and (args.from_checkpoint is None or args.single_frame):
         raise PresetError("--qat fine-tunes a trained STT: give its checkpoint with --from RUN/best.pt")
     config = TrainConfig(
         epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size,
         lr=args.lr or (1e-5 if args.qat else 1e-3),
         optimizer=args.optimizer,
