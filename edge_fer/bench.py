@@ -617,8 +617,13 @@ def _write(out: Path, results: dict[str, Any]) -> None:
         ),
         f"Accuracy: {metric.upper()} on "
         + (
-            f"**{data.upper()}** data ({settings['eval']['dataset']}, fold {settings['eval']['fold']}, "
-            f"{settings['eval']['split']})"
+            f"**{data.upper()}** data ({settings['eval']['dataset']}, "
+            + (
+                f"fold {settings['eval']['fold']}, {settings['eval']['split']})"
+                if settings["eval"]["fold"] is not None
+                else ("every sequence, zero-shot)" if settings["eval"]["dataset"] == "ckplus"
+                      else f"{settings['eval']['split']})")
+            )
             if data
             else "no eval set (latency only)"
         )
