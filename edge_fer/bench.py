@@ -557,6 +557,16 @@ def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
     return "—" if value is None else f"{value:.{digits}f}{suffix}"
 
 
+def _eval_part(spec: dict[str, Any]) -> str:
+    """Which part of the eval set the accuracy is on: a fold's split, a fixed split, or (CK+
+    without a fold) every sequence, read zero-shot."""
+    if spec["fold"] is not None:
+        return f"{spec['dataset']}, fold {spec['fold']}, {spec['split']}"
+    if spec["dataset"] == "ckplus":
+        return "ckplus, every sequence, zero-shot"
+    return f"{spec['dataset']}, {spec['split']}"
+
+
 def _write(out: Path, results: dict[str, Any]) -> None:
     from edge_fer.fileio import atomic_output
 
@@ -616,17 +626,7 @@ def _write(out: Path, results: dict[str, Any]) -> None:
             else []
         ),
         f"Accuracy: {metric.upper()} on "
-        + (
-            f"**{data.upper()}** data ({settings['eval']['dataset']}, "
-            + (
-                f"fold {settings['eval']['fold']}, {settings['eval']['split']})"
-                if settings["eval"]["fold"] is not None
-                else ("every sequence, zero-shot)" if settings["eval"]["dataset"] == "ckplus"
-                      else f"{settings['eval']['split']})")
-            )
-            if data
-            else "no eval set (latency only)"
-        )
+        + (f"**{data.upper()}** data ({_eval_part(settings['eval'])})" if data else "no eval set (latency only)")
         + "; agreement: top-1 agreement with "
         + (
             f"`{settings['reference']['artifact']}` on {settings['reference']['backend']}"

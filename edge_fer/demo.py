@@ -67,9 +67,9 @@ FULL = DemoSizes(
     me_clips_per_subject=9,
     htnet_epochs=30,
     qat_epochs=1,
-    # 16 steps instead of the epoch's 94: 40 s instead of 92 s here, as close to FP32 (top-1
-    # agreement 0.95 vs 0.91 synthetic, 0.89 vs 0.88 on CK+; zero-shot CK+ UAR 0.53 vs 0.55;
-    # seeds 0-2, docs/training.md) - the time goes to the demo's 10-minute budget on AVX2.
+    # 16 steps instead of the epoch's 94: 40 s instead of 92 s on a 2-core Intel Xeon, as close
+    # to FP32 (top-1 agreement 0.95 vs 0.91 synthetic, 0.89 vs 0.88 on CK+; zero-shot CK+ UAR
+    # 0.53 vs 0.55; seeds 0-2, docs/export.md) - the time goes to the 10-minute budget on AVX2.
     qat_steps=16,
     video_seconds=10.0,
     bench_min_time=0.3,
@@ -300,13 +300,13 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
         ok_codes=(0, 3),
     )
     # Accuracy against latency on real faces where CK+ is here - what INT8 does to the labels a
-    # user sees (on CK+ INT8 changed 12-17 % of this model's labels, on the synthetic fold 6-11 %;
-    # docs/export.md) - and on the synthetic test fold otherwise.
-    bench_data = ("ckplus", str(ckplus)) if ckplus is not None else ("dfew", str(data / "dfer"), "--fold", "1")
+    # user sees (on CK+ INT8 changed 8-17 % of this model's labels, on the synthetic fold 3-11 %;
+    # README) - and on the synthetic test fold otherwise.
+    bench_data = ["--dataset", "ckplus", "--root", str(ckplus)] if ckplus is not None else evaluate
     steps.run(
         "edge-fer bench" + (" (accuracy on CK+'s real faces)" if ckplus is not None else ""),
-        *("-m", "edge_fer", "bench", "--run", str(models), "--artifacts", best, "--dataset", bench_data[0]),
-        *("--root", *bench_data[1:], "--min-time", str(sizes.bench_min_time)),
+        *("-m", "edge_fer", "bench", "--run", str(models), "--artifacts", best, *bench_data),
+        *("--min-time", str(sizes.bench_min_time)),
         *("--min-iters", str(sizes.bench_min_iters), "--out", str(out / "bench"), "--no-progress"),
         *("--video", str(videos / "demo.mp4"), "--video-frames", str(sizes.bench_video_frames)),
     )
