@@ -22,7 +22,12 @@ def run(*args, env=None):
 @pytest.fixture(scope="module")
 def folder(trained_stt, dfer_data, tmp_path_factory):
     """One model in four artifacts: FP32 ONNX and OpenVINO INT8 with recorded UAR, an FP16 IR
-    without, and an INT8 IR whose recorded UAR is 5 points below FP32's."""
+    without, and an INT8 IR whose recorded UAR is 5 points below FP32's.
+
+    The INT8 IR's recorded UAR is then set half a point below FP32's (inside the 1-point
+    bound): its own figure comes from fold 2's 7 clips, where one clip moves UAR by 0.14, so
+    whether INT8 lands within a point of FP32 there is chance (a fresh clone's run once recorded
+    0.00 against FP32's 0.14). The choice's rules are what these tests check."""
     models = tmp_path_factory.mktemp("models")
     evaluation = ["--dataset", "dfew", "--root", str(dfer_data), "--fold", "2"]
     calib = f"dataset=dfew,root={dfer_data},fold=2,samples=14"
@@ -38,15 +43,17 @@ def folder(trained_stt, dfer_data, tmp_path_factory):
     for step in steps:
         result = run(*step)
         assert result.returncode == 0, result.stderr[-2000:]
+    reference = json.loads((models / "fp32" / "model.onnx.json").read_text())["metrics"]["uar"]
     worse = models / "ov_int8_worse"
     worse.mkdir()
     for file in (models / "ov_int8").iterdir():
         (worse / file.name).write_bytes(file.read_bytes())
-    sidecar = worse / "model.xml.json"
-    meta = json.loads(sidecar.read_text())
-    reference = json.loads((models / "fp32" / "model.onnx.json").read_text())["metrics"]["uar"]
-    meta["metrics"]["uar"] = reference - 0.05
-    sidecar.write_text(json.dumps(meta))
+    for name, uar in (("ov_int8", reference - 0.005), ("ov_int8_worse", reference - 0.05)):
+        sidecar = models / name / "model.xml.json"
+        meta = json.loads(sidecar.read_text())
+        assert "uar" in meta["metrics"]  # exported with an evaluation: the figure is replaced, not made up
+        meta["metrics"]["uar"] = uar
+        sidecar.write_text(json.dumps(meta))
     return models
 
 
