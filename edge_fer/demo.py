@@ -300,8 +300,8 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
         ok_codes=(0, 3),
     )
     # Accuracy against latency on real faces where CK+ is here - what INT8 does to the labels a
-    # user sees (on CK+ INT8 changed 8-17 % of this model's labels, on the synthetic fold 3-11 %;
-    # README) - and on the synthetic test fold otherwise.
+    # user sees (on CK+ OpenVINO's INT8 changed 8-17 % of this model's labels, the Q/DQ model's
+    # 5-6 %, on the synthetic fold 3-10 %; README) - and on the synthetic test fold otherwise.
     bench_data = ["--dataset", "ckplus", "--root", str(ckplus)] if ckplus is not None else evaluate
     steps.run(
         "edge-fer bench" + (" (accuracy on CK+'s real faces)" if ckplus is not None else ""),
