@@ -229,7 +229,8 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
     )
     steps.run("Real-face videos (calibration and demo)", "-c", videos_code, str(videos), str(sizes.video_seconds))
     # The trunk learns on single frames first (16x cheaper per sample), then the STT's temporal
-    # part on clips over that trunk, frozen. With the FER2013 teacher installed both learn its
+    # part on clips over that trunk, frozen, its features computed once (0.58x the step's time,
+    # the same zero-shot CK+: docs/training.md). With the FER2013 teacher installed both learn its
     # reading of every training view, the label made to lead (distillation: what lets a model
     # trained on synthetic faces read real ones).
     teach = ["--teacher", "fer2013", "--teacher-weight", str(TEACHER_WEIGHT)] if teacher else []
@@ -242,7 +243,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
         "Train STT stt_tiny",
         *("-m", "train.stt", *stt, "--preset", "stt_tiny", "--epochs", str(sizes.stt_epochs), "--lr", "2e-3"),
         *("--out", str(runs / "stt"), "--workers", "0", "--pretrained", str(runs / "frames" / "best.pt")),
-        *("--freeze-trunk", *teach),
+        *("--freeze-trunk", "--trunk-views", "1", *teach),
     )
     if ckplus is not None:
         steps.run(

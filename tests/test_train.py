@@ -144,7 +144,7 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
     # Two-stage training with the frame model's trunk frozen: the STT's trunk comes out exactly
     # as loaded (weights and BatchNorm statistics), while the rest of the model learns.
     stt = tmp_path / "stt"
-    frozen = ["--pretrained", str(run / "best.pt"), "--freeze-trunk", "--epochs", "1"]
+    frozen = ["--pretrained", str(run / "best.pt"), "--freeze-trunk", "--epochs", "2", "--threads", "1"]
     result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *frozen)
     assert result.returncode == 0, result.stderr
     model, _, _ = load_model(stt / "best.pt")
@@ -154,6 +154,46 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
     assert last["optimizer"]["state"]  # something else was trained
     alone = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "x"), "--freeze-trunk")
     assert alone.returncode == 1 and "--pretrained" in alone.stderr and "Traceback" not in alone.stderr
+
+    # The frozen trunk's features computed once per view: with a view for every epoch, the run
+    # the uncached one made (same samples in the same order; only the trunk's batches differ).
+    cached = tmp_path / "cached"
+    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(cached), *frozen, "--trunk-views", "2")
+    assert result.returncode == 0, result.stderr
+    assert "features computed for 2 view(s)" in result.stdout
+    weights, reference = read_checkpoint(cached / "last.pt"), read_checkpoint(stt / "last.pt")
+    assert weights["trunk_views"] == 2 and reference["trunk_views"] is None
+    for key, value in reference["state_dict"].items():
+        assert torch.allclose(weights["state_dict"][key], value, atol=1e-4), key
+    # One view for two epochs: the second epoch sees the first one's views again, so it learns otherwise.
+    once = tmp_path / "once"
+    assert train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(once), *frozen, "--trunk-views", "1").returncode == 0
+    head = read_checkpoint(once / "last.pt")["state_dict"]
+    assert any(not torch.allclose(head[key], value, atol=1e-4) for key, value in reference["state_dict"].items())
+    assert all(torch.equal(head[key], value) for key, value in reference["state_dict"].items() if ".trunk." in key)
+    for flags in (["--trunk-views", "1"], [*frozen, "--trunk-views", "1", "--single-frame"]):
+        bad = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), *flags)
+        assert bad.returncode == 1 and "--trunk-views" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_trunk_feature_cache_refuses_to_outgrow_memory(dfer, monkeypatch):
+    """The cache is sized before it is built; past half the free memory the user is told what to change."""
+    from edge_fer.data.dfer import read_dfer
+    from edge_fer.data.torch_dataset import ClipDataset
+    from edge_fer.errors import PresetError
+    from edge_fer.models import build_model
+    from edge_fer.presets import get_preset
+    from train import frozen_trunk
+
+    preset = get_preset("stt_tiny")
+    clips = ClipDataset(read_dfer("dfew", dfer, fold=2, split="train")[:3], preset.preprocessing, train=True)
+    trunk = build_model(preset).backbone.trunk
+    cache = frozen_trunk.TrunkFeatures(clips, trunk, views=2)
+    assert len(cache) == 3 and cache[0][0].shape == (16, trunk.out_channels, 4, 4)
+    assert trunk.training  # left as it was found
+    monkeypatch.setattr(frozen_trunk, "MEMORY_SHARE", 1e-9)
+    with pytest.raises(PresetError, match="fewer --trunk-views"):
+        frozen_trunk.TrunkFeatures(clips, trunk, views=2)
 
 
 def test_steps_per_epoch_caps_each_epoch_and_the_schedule(dfer, tmp_path, monkeypatch):
