@@ -95,8 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="with --freeze-trunk: compute the frozen trunk's features once, for N augmented views of each "
         "training clip (epoch e trains on view e mod N) and for the validation clips, instead of every epoch; "
-        "0 (default): every epoch anew. N = --epochs is the uncached run, in a third of the trunk's work at 4 "
-        "epochs with N = 1",
+        "0 (default): every epoch anew. N = --epochs is the uncached run; N = 1 runs the trunk a quarter as often "
+        "at 4 epochs",
     )
     p.add_argument(
         "--teacher",
