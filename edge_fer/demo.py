@@ -100,6 +100,9 @@ QUICK = DemoSizes(
 
 
 TEACHER_WEIGHT = 1.0  # share of the (label-led) teacher's term in the loss (0.8 read CK+ worse; docs/training.md)
+# Weight of the teacher's last feature map, matched by the frame stage's trunk (read CK+ better on
+# two rendered sets than probabilities alone; docs/training.md).
+TEACHER_FEATURES_WEIGHT = 1.0
 CAMERA_STEP = "edge-fer camera on the demo video (the fastest model here within 0.01 UAR of FP32)"
 
 
@@ -231,13 +234,14 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
     # The trunk learns on single frames first (16x cheaper per sample), then the STT's temporal
     # part on clips over that trunk, frozen, its features computed once (0.58x the step's time,
     # the same zero-shot CK+: docs/training.md). With the FER2013 teacher installed both learn its
-    # reading of every training view, the label made to lead (distillation: what lets a model
-    # trained on synthetic faces read real ones).
+    # reading of every training view, the label made to lead, and the trunk its last feature map
+    # too (distillation: what lets a model trained on synthetic faces read real ones).
     teach = ["--teacher", "fer2013", "--teacher-weight", str(TEACHER_WEIGHT)] if teacher else []
+    teach_trunk = ["--teacher-features", str(TEACHER_FEATURES_WEIGHT)] if teacher else []
     steps.run(
         "Pretrain the STT trunk on single frames",
         *("-m", "train.stt", *stt, "--preset", "stt_tiny", "--single-frame", "--epochs", str(sizes.frame_epochs)),
-        *("--lr", "2e-3", "--out", str(runs / "frames"), "--workers", "0", *teach),
+        *("--lr", "2e-3", "--out", str(runs / "frames"), "--workers", "0", *teach, *teach_trunk),
     )
     steps.run(
         "Train STT stt_tiny",
@@ -402,7 +406,7 @@ def _report(out: Path, sizes: DemoSizes, quick: bool, trt_code: int, steps: _Ste
         "",
         *_zero_shot_lines(out),
         "",
-        _teacher_line(stt),
+        _teacher_line(stt, _load(out / "runs" / "frames" / "metrics.json")),
         "",
         "Confusion matrix of the STT test fold (`runs/stt/confusion.png`):",
         "",
@@ -476,7 +480,7 @@ def _teacher_installed() -> bool:
     return True
 
 
-def _teacher_line(stt: dict) -> str:
+def _teacher_line(stt: dict, frames: dict | None = None) -> str:
     teacher = stt.get("teacher")
     if not teacher:
         return (
@@ -488,10 +492,17 @@ def _teacher_line(stt: dict) -> str:
         if "label-led" in teacher.get("targets", "")
         else "the teacher's probabilities"
     )
+    features = ((frames or {}).get("teacher") or {}).get("features")
+    trunk = (
+        f" Its trunk, trained on single frames first, also matched the teacher's last feature map (weight "
+        f"{features['weight']:g}: {features['map']})."
+        if features
+        else ""
+    )
     return (
         f"Distilled: {teacher['weight']:.0%} of the loss is the FER2013 teacher's reading of the training data "
-        f"(a real-data model, `edge_fer/data/realism.py`; {teacher.get('targets', '')}): {label}. The model learns "
-        "real expressions second-hand, so its synthetic-label UAR above is not the aim; the real-face row is."
+        f"(a real-data model, `edge_fer/data/realism.py`; {teacher.get('targets', '')}): {label}.{trunk} The model "
+        "learns real expressions second-hand, so its synthetic-label UAR above is not the aim; the real-face row is."
     )
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -21,7 +22,7 @@ from edge_fer.data.dfer import read_dfer
 from edge_fer.data.synth import write_dfer
 from edge_fer.data.torch_dataset import ClipDataset, FrameDataset
 from edge_fer.errors import DatasetError
-from edge_fer.models.losses import CompactSoftmaxCrossEntropy, DistillationLoss, adjust_to_labels
+from edge_fer.models.losses import CompactSoftmaxCrossEntropy, DistillationLoss, FeatureDistillation, adjust_to_labels
 from edge_fer.preprocessing.clips import normalise
 from edge_fer.presets import DFER_CLASSES, get_preset
 
@@ -115,6 +116,87 @@ def test_a_teacher_reader_reads_each_training_view_as_the_model_sees_it(au_set):
         assert len(evaluation[0]) == 2  # no targets where nothing is trained
 
 
+def test_a_reader_with_feature_maps_gives_the_dataset_their_mean_over_the_read_frames(au_set):
+    records = read_dfer("dfew", au_set, fold=1, split="test")
+    pre = get_preset("stt_tiny").preprocessing
+
+    seen = []
+
+    def reader(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # each face's map: its brightness
+        seen.append(faces)
+        maps = np.stack([np.full((128, 4, 4), face.mean(), np.float32) for face in faces])
+        return np.full((len(faces), 7), 1 / 7, np.float32), maps
+
+    for cls, frames in ((ClipDataset, 4), (FrameDataset, 1)):
+        data = cls(records, pre, train=True, seed=0)
+        data.teacher_reader = reader
+        item, label, probabilities, maps = data[0]
+        assert probabilities.shape == (7,) and np.isclose(float(probabilities.sum()), 1.0)
+        assert maps.shape == (128, 4, 4) and maps.dtype == torch.float32
+        assert len(seen[-1]) == frames  # the mean over the frames the teacher read
+        assert torch.allclose(maps, torch.full_like(maps, float(seen[-1].mean(axis=(1, 2, 3)).mean())))
+
+
+def test_feature_distillation_pulls_the_trunk_towards_the_teacher_map():
+    torch.manual_seed(0)
+    trunk = torch.nn.Conv2d(3, 8, 3, padding=1)
+    term = FeatureDistillation(trunk, 8, 5, weight=2.0)
+    frames, teacher = torch.randn(4, 3, 8, 8), torch.randn(4, 5, 4, 4)
+    trunk(frames)
+    loss = term(teacher)
+    # mean over samples and locations of 1 - cos(projected trunk map, teacher map), the trunk's
+    # 8x8 map average-pooled to the teacher's 4x4
+    student = term.project(F.adaptive_avg_pool2d(trunk(frames), (4, 4)))
+    expected = (1 - F.cosine_similarity(student, teacher, dim=1)).mean()
+    assert torch.allclose(loss, expected, atol=1e-6) and 0 < loss.item() < 2
+    # It trains the trunk and the projection together, towards the teacher's map.
+    optimizer = torch.optim.SGD([*trunk.parameters(), *term.parameters()], lr=0.5)
+    for _ in range(20):
+        optimizer.zero_grad()
+        trunk(frames)
+        term(teacher).backward()
+        optimizer.step()
+    trunk(frames)
+    assert term(teacher).item() < 0.5 * loss.item()
+    # Outside training (no gradients) the trunk's output is not kept: evaluation costs nothing.
+    with torch.no_grad():
+        trunk(frames)
+    with pytest.raises(RuntimeError, match="has not run on this batch"):
+        term(teacher)
+    # In the distillation loss it adds weight x its term, only to batches that carry feature maps.
+    base = CompactSoftmaxCrossEntropy(0.0)
+    logits, labels, soft = torch.randn(4, 7), torch.randint(0, 7, (4,)), torch.softmax(torch.randn(4, 7), 1)
+    loss_fn = DistillationLoss(base, 1.0, features=term)
+    trunk(frames)
+    with_maps = loss_fn(logits, labels, soft, teacher)
+    trunk(frames)
+    assert torch.allclose(with_maps, DistillationLoss(base, 1.0)(logits, labels, soft) + 2.0 * term(teacher))
+    assert torch.allclose(loss_fn(logits, labels, soft), DistillationLoss(base, 1.0)(logits, labels, soft))
+
+
+def test_the_teacher_reads_its_last_feature_map(teacher_faces):
+    need_teacher()
+    from edge_fer.data.realism import TEACHER_FEATURES, class_reader, load_teacher
+
+    teacher = load_teacher()
+    probabilities, maps = teacher.read(teacher_faces, features=True)
+    assert maps.shape == (len(teacher_faces), *TEACHER_FEATURES) and np.isfinite(maps).all()
+    assert np.array_equal(probabilities, teacher.probabilities(teacher_faces))
+    assert teacher.read(teacher_faces)[1] is None
+    # Each face's own map, whatever else is read with it; different faces, different maps.
+    assert np.array_equal(teacher.read(teacher_faces[1:2], features=True)[1][0], maps[1])
+    assert not np.allclose(maps[0], maps[1])
+    read = class_reader(("anger", "happy", "sadness"), features=True)
+    renamed, same_maps = read(teacher_faces)
+    assert renamed.shape == (len(teacher_faces), 3) and np.array_equal(same_maps, maps)
+
+
+@pytest.fixture(scope="module")
+def teacher_faces(au_set):
+    records = read_dfer("dfew", au_set, fold=1, split="test")[:3]
+    return np.stack([cv2.imread(str(r.frames[len(r.frames) // 2])) for r in records])
+
+
 def test_synthetic_set_realism_is_measured_on_apex_frames(au_set, tmp_path):
     need_teacher()
     from edge_fer.data.realism import synthetic_realism
@@ -167,3 +249,42 @@ def test_train_stt_with_a_teacher_records_it(au_set, tmp_path):
     from edge_fer.models.checkpoint import read_checkpoint
 
     assert read_checkpoint(run / "best.pt")["teacher"]["name"] == "fer2013"
+
+
+def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tmp_path):
+    need_teacher()
+    run = tmp_path / "run"
+    args = ["-m", "train.stt", "--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
+    args += ["--workers", "0", "--single-frame", "--teacher", "fer2013", "--threads", "1"]
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *args, *extra], capture_output=True, text=True, cwd=ROOT, timeout=600
+        )
+
+    result = train("--epochs", "1", "--teacher-features", "1.0", "--out", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    from edge_fer.models.checkpoint import load_model, read_checkpoint
+
+    assert json.loads((run / "metrics.json").read_text())["teacher"]["features"]["weight"] == 1.0
+    # The projection trains with the model and is kept for --resume, but the model is unchanged.
+    model, _, payload = load_model(run / "best.pt")
+    assert not any("project" in key for key in payload["state_dict"])
+    assert read_checkpoint(run / "last.pt")["loss_state"]["features.project.weight"].shape == (128, 64, 1, 1)
+    plain = tmp_path / "plain"
+    assert train("--epochs", "1", "--out", str(plain)).returncode == 0
+    trunk = read_checkpoint(plain / "last.pt")["state_dict"]
+    assert not torch.equal(trunk["trunk.conv1.weight"], read_checkpoint(run / "last.pt")["state_dict"]["trunk.conv1.weight"])
+    # Resuming reloads the projection; a resume with other flags, or a wrong flag, is one line.
+    assert train("--epochs", "1", "--teacher-features", "1.0", "--out", str(run), "--resume").returncode == 0
+    mismatch = train("--epochs", "1", "--out", str(run), "--resume")
+    assert mismatch.returncode != 0 and "--teacher-features" in mismatch.stderr and "Traceback" not in mismatch.stderr
+    clip = subprocess.run(
+        [sys.executable, *[a for a in args if a != "--single-frame"], "--epochs", "1", "--teacher-features", "1"]
+        + ["--out", str(tmp_path / "clip")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert clip.returncode != 0 and "--single-frame" in clip.stderr and "Traceback" not in clip.stderr

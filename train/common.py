@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from edge_fer.errors import ArtifactError, OutputExistsError
+from edge_fer.errors import ArtifactError, OutputExistsError, PresetError
 from edge_fer.fileio import atomic_output
 from edge_fer.metrics import classification_report
 from edge_fer.models.checkpoint import read_checkpoint, save_checkpoint
@@ -151,9 +151,12 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def _make_optimizer(model: nn.Module, config: TrainConfig, loss_fn: nn.Module | None = None) -> torch.optim.Optimizer:
+    """AdamW or SGD over the model's trainable parameters and the loss's own (a feature
+    distillation's projection), norms, biases and tokens without weight decay."""
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    named = list(model.named_parameters()) + (list(loss_fn.named_parameters()) if loss_fn is not None else [])
+    for name, param in named:
         if not param.requires_grad:
             continue
         # No weight decay on norms, biases, embeddings and tokens (standard for transformers).
@@ -297,7 +300,11 @@ def fit(
     steps_per_epoch = math.ceil(len(train_set) / ddp.world / config.batch_size)
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
-    optimizer = _make_optimizer(model, config)
+    # A loss with parameters of its own (a feature distillation's projection) trains with the model.
+    loss_fn.to(device)
+    if ddp.world > 1 and any(True for _ in loss_fn.parameters()):
+        raise PresetError("a loss with its own parameters (--teacher-features) trains in one process only, not torchrun")
+    optimizer = _make_optimizer(model, config, loss_fn)
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler(
         "cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
@@ -312,6 +319,12 @@ def fit(
                 f"not {config.seed}; resume with the same flags"
             )
         model.load_state_dict(state["state_dict"])
+        try:  # a feature distillation's projection; empty for the other losses
+            loss_fn.load_state_dict(state.get("loss_state", {}))
+        except RuntimeError:
+            raise ArtifactError(
+                f"{last_path} was trained with other --teacher-features; resume with the same flags"
+            ) from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -385,6 +398,7 @@ def fit(
                     "epoch": epoch,
                     "train_config": asdict(config),
                     "optimizer": optimizer.state_dict(),
+                    "loss_state": loss_fn.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "rng": _rng_state(),

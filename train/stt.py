@@ -30,7 +30,7 @@ from edge_fer.errors import ArtifactError, PresetError
 from edge_fer.models import CompactSoftmaxCrossEntropy, build_model
 from edge_fer.models.baseline import FrameBaseline
 from edge_fer.models.checkpoint import load_model, read_checkpoint
-from edge_fer.models.losses import DistillationLoss
+from edge_fer.models.losses import DistillationLoss, FeatureDistillation
 from edge_fer.presets import get_preset
 from train.common import (
     TrainConfig,
@@ -126,6 +126,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="views (default): the teacher reads every training sample as the model sees it, crop and flip "
         "included, anew each epoch (up to 4 frames of a clip); clips: once per clip before training, the mean "
         "over 8 frames of the uncropped clip",
+    )
+    p.add_argument(
+        "--teacher-features",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="with --teacher and --single-frame: also match the trunk's feature map to the teacher's last one "
+        "(4x4x128; through a 1x1 projection used only in training, cosine per location), this weight on that term "
+        "(default 0: off; the demo uses 1.0, which read CK+ better on two rendered sets: docs/training.md)",
     )
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the model in --from (INT8)")
     p.add_argument("--from", dest="from_checkpoint", type=Path, help="with --qat: the trained float checkpoint")
@@ -227,21 +236,38 @@ def main(argv: list[str] | None = None) -> int:
             raise PresetError("--teacher distils into a new model; it does not combine with --qat")
         if not 0.0 <= args.teacher_weight <= 1.0:
             raise PresetError(f"--teacher-weight must be between 0 and 1, got {args.teacher_weight}")
-        from edge_fer.data.realism import class_reader, clip_probabilities
+        from edge_fer.data.realism import TEACHER_FEATURES, class_reader, clip_probabilities
 
+        features = None
+        if args.teacher_features:
+            if args.teacher_features < 0 or not args.single_frame or args.freeze_trunk or args.teacher_reads != "views":
+                raise PresetError(
+                    "--teacher-features WEIGHT (>= 0) teaches a frame model's trunk: give it with --single-frame, "
+                    "a trainable trunk and --teacher-reads views (train the STT on that trunk with --pretrained)"
+                )
+            features = FeatureDistillation(
+                model.trunk, model.trunk.out_channels, TEACHER_FEATURES[0], args.teacher_features
+            )
         if args.teacher_reads == "views":
-            train_set.teacher_reader = class_reader(preset.classes)
+            train_set.teacher_reader = class_reader(preset.classes, features=features is not None)
             reads = "each training view as the model sees it (crop, flip), up to 4 frames averaged"
         else:
             train_set.teacher = clip_probabilities(train_set.records, preset.classes)
             reads = "mean over each clip's frames"
         adjusted = args.teacher_targets == "adjusted"
-        loss_fn = DistillationLoss(loss_fn, args.teacher_weight, adjust=adjusted)
+        loss_fn = DistillationLoss(loss_fn, args.teacher_weight, adjust=adjusted, features=features)
         teacher_meta = {
             "name": args.teacher,
             "weight": args.teacher_weight,
             "targets": reads + (", label-led (knowledge adjustment)" if adjusted else ""),
         }
+        if features is not None:
+            teacher_meta["features"] = {
+                "weight": args.teacher_features,
+                "map": "last feature map (128x4x4), cosine per location through a 1x1 projection",
+            }
+    elif args.teacher_features:
+        raise PresetError("--teacher-features distils the teacher's feature map: give it with --teacher")
     meta = {
         "dataset": {
             "name": args.dataset,

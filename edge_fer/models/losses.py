@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["symmetric_kl", "CompactSoftmaxCrossEntropy", "DistillationLoss", "adjust_to_labels"]
+__all__ = ["symmetric_kl", "CompactSoftmaxCrossEntropy", "DistillationLoss", "FeatureDistillation", "adjust_to_labels"]
 
 
 def symmetric_kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
@@ -102,6 +102,7 @@ class DistillationLoss(nn.Module):
     """``base`` on the labels, mixed with cross-entropy to a teacher's class probabilities.
 
     loss = (1 - weight) * base(logits, labels) + weight * CE(softmax(logits), teacher)
+           [+ features.weight * features(teacher feature maps)]
 
     With ``adjust`` the teacher's probabilities are first corrected where its top class is not
     the label: the label's probability and the top one trade places ("knowledge adjustment",
@@ -109,23 +110,75 @@ class DistillationLoss(nn.Module):
     teacher's view of how alike the other classes look is kept - without it a class the teacher
     reads as another (our rendered disgust as anger) is learnt as that other class.
 
-    Batches without teacher probabilities (validation, QAT) get ``base`` alone.
+    With ``features`` (a ``FeatureDistillation`` on the model's trunk) batches that carry the
+    teacher's feature maps as well add its term. Batches without teacher probabilities
+    (validation, QAT) get ``base`` alone.
     """
 
-    def __init__(self, base: nn.Module, weight: float, *, adjust: bool = False) -> None:
+    def __init__(
+        self, base: nn.Module, weight: float, *, adjust: bool = False, features: FeatureDistillation | None = None
+    ) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the teacher's weight must be in [0, 1], got {weight}")
-        self.base, self.weight, self.adjust = base, weight, adjust
+        self.base, self.weight, self.adjust, self.features = base, weight, adjust, features
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        teacher: torch.Tensor | None = None,
+        teacher_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         loss = self.base(logits, target)
-        if teacher is None or self.weight == 0:
+        if teacher is None:
             return loss
-        if self.adjust:
-            teacher = adjust_to_labels(teacher, target)
-        soft = -(teacher * F.log_softmax(logits, dim=1)).sum(1).mean()
-        return (1 - self.weight) * loss + self.weight * soft
+        if self.weight > 0:
+            if self.adjust:
+                teacher = adjust_to_labels(teacher, target)
+            soft = -(teacher * F.log_softmax(logits, dim=1)).sum(1).mean()
+            loss = (1 - self.weight) * loss + self.weight * soft
+        if self.features is not None and teacher_features is not None:
+            loss = loss + self.features.weight * self.features(teacher_features)
+        return loss
+
+
+class FeatureDistillation(nn.Module):
+    """Cosine distance between a trunk's feature map and a teacher's, location by location.
+
+    A 1x1 convolution (learnt with the model, used only in training) takes the trunk's
+    channels to the teacher's; both maps are L2-normalised over channels at each location and
+    ``mean(1 - cos)`` is the loss (0 when every location points the teacher's way). The
+    trunk's map is average-pooled to the teacher's size where they differ. The trunk's output
+    is taken by a forward hook in the model's own forward, only while gradients are on, so
+    the model and its checkpoint stay as they are. Hint learning as in FitNets (Romero et al.
+    2015, arXiv:1412.6550) with a cosine rather than an L2 distance, so the teacher's
+    activation scale does not matter.
+    """
+
+    def __init__(self, trunk: nn.Module, trunk_channels: int, teacher_channels: int, weight: float) -> None:
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"the feature term's weight must be >= 0, got {weight}")
+        self.weight = weight
+        self.project = nn.Conv2d(trunk_channels, teacher_channels, 1)
+        self._trunk_output: torch.Tensor | None = None
+        self._hook = trunk.register_forward_hook(self._keep)
+
+    def _keep(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        self._trunk_output = output if torch.is_grad_enabled() else None
+
+    def forward(self, teacher_features: torch.Tensor) -> torch.Tensor:
+        """``teacher_features``: (B, C_teacher, h, w), for the batch the trunk saw last."""
+        student = self._trunk_output
+        if student is None or len(student) != len(teacher_features):
+            raise RuntimeError("FeatureDistillation: the trunk has not run on this batch with gradients on")
+        if student.shape[-2:] != teacher_features.shape[-2:]:
+            student = F.adaptive_avg_pool2d(student, teacher_features.shape[-2:])
+        student = F.normalize(self.project(student.float()), dim=1)
+        teacher = F.normalize(teacher_features.float(), dim=1)
+        self._trunk_output = None
+        return (1 - (student * teacher).sum(1)).mean()
 
 
 def adjust_to_labels(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
