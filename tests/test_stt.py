@@ -1,3 +1,6 @@
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +104,38 @@ def test_head_learns_frame_order():
     with torch.no_grad():
         assert (head(clips).argmax(1) == labels).all()
     assert loss.item() < 0.1
+
+
+def _frame_path_model():
+    preset = get_preset("stt_tiny")
+    return build_model(dataclasses.replace(preset, arch={**preset.arch, "frame_path": True})).eval()
+
+
+@pytest.mark.isa
+def test_frame_path_streams_and_exports(tmp_path):
+    """The frame path (a linear reading of the mean token) keeps the streaming split exact, also
+    for a clip still filling, and exports: ONNX Runtime reads the head as torch does. Without
+    it the model has the keys it always had, so earlier checkpoints still load."""
+    import onnxruntime as ort
+
+    from export.onnx import export_onnx
+
+    torch.manual_seed(0)
+    model = _frame_path_model()
+    assert "head.frame_fc.weight" in model.state_dict()
+    assert not any("frame_fc" in key for key in build_model("stt_tiny").state_dict())
+    clip = model.example_input("full", batch=2)
+    with torch.no_grad():
+        tokens = torch.stack([model.backbone(clip[:, t]) for t in range(clip.shape[1])], dim=1)
+        assert (model(clip) - model.head(tokens)).abs().max().item() <= 1e-5
+        early = tokens[:, :5]  # five frames in: the path reads their mean, the transformer adds to it
+        path_reading = model.head.frame_fc(early.mean(dim=(1, 2)))
+        assert not torch.allclose(model.head(early), path_reading, atol=1e-3)
+        model.head.fc.weight.zero_()
+        model.head.fc.bias.zero_()
+        assert torch.allclose(model.head(early), path_reading, atol=1e-6)
+    path = export_onnx(model, tmp_path / "head.onnx", part="head")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"tokens": tokens.numpy()})
+    with torch.no_grad():
+        assert np.abs(got - model.head(tokens).numpy()).max() <= 1e-4

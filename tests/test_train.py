@@ -176,6 +176,42 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
         assert bad.returncode == 1 and "--trunk-views" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_frame_path_keeps_the_frame_models_reading(dfer, tmp_path):
+    """--frame-path: the STT carries the single-frame model's classifier as a fixed reading of
+    the mean token. After training, with the transformer's own classifier zeroed, the STT reads
+    a clip exactly as the frame model's mean over its frames; the transformer has learnt."""
+    frame = tmp_path / "frame"
+    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(frame), "--single-frame", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    carried = ["--pretrained", str(frame / "best.pt"), "--freeze-trunk", "--trunk-views", "1", "--frame-path"]
+    stt = tmp_path / "stt"
+    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *carried, "--epochs", "2", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    model, preset, payload = load_model(stt / "best.pt")
+    assert preset.arch["frame_path"] is True and payload["frame_path"] == str(frame / "best.pt")
+    assert json.loads((stt / "metrics.json").read_text())["frame_path"] == str(frame / "best.pt")
+    frame_model, _, _ = load_model(frame / "best.pt")
+    clip = model.example_input("full", batch=2)
+    with torch.no_grad():
+        frames_mean = torch.stack([frame_model(clip[:, t]) for t in range(clip.shape[1])]).mean(0)
+        trained = model(clip)
+        model.head.fc.weight.zero_()
+        model.head.fc.bias.zero_()
+        assert torch.allclose(model(clip), frames_mean, atol=1e-4)
+        assert not torch.allclose(trained, frames_mean, atol=1e-3)
+    assert read_checkpoint(stt / "last.pt")["optimizer"]["state"]
+
+    # Refused with one line: no frame model, a clip model as the source, a frame model as the target.
+    stt_source = ["--pretrained", str(stt / "best.pt"), "--frame-path"]
+    for flags, message in (
+        (["--frame-path"], "--pretrained FRAME/best.pt"),
+        (stt_source, "needs a --single-frame checkpoint"),
+        ([*carried[:2], "--frame-path", "--single-frame"], "without --single-frame"),
+    ):
+        bad = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), *flags)
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
 def test_trunk_feature_cache_refuses_to_outgrow_memory(dfer, monkeypatch):
     """The cache is sized before it is built; past half the free memory the user is told what to change."""
     from edge_fer.data.dfer import read_dfer

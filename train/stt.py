@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -88,6 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="with --pretrained: train everything but the trunk (its BatchNorm statistics too); faster, and "
         "the features of a trunk pretrained on frames are kept",
+    )
+    p.add_argument(
+        "--frame-path",
+        action="store_true",
+        help="with --pretrained FRAME/best.pt (a --single-frame run): keep that model's classifier in the STT as a "
+        "fixed reading of the clip's mean token, added to the transformer's logits, which learn what the frames "
+        "alone miss; the single-frame stage's reading of real faces is then not given back",
     )
     p.add_argument(
         "--trunk-views",
@@ -217,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # Model: new, or (QAT) the trained one with INT8 fake-quantizers initialised on training clips.
     kind = "frame_baseline" if args.single_frame else "stt"
+    if args.frame_path:
+        if args.single_frame or args.qat or not args.pretrained:
+            raise PresetError(
+                "--frame-path carries a single-frame model's classifier into a new STT: give that model with "
+                "--pretrained FRAME/best.pt, without --single-frame or --qat"
+            )
+        preset = dataclasses.replace(preset, arch={**preset.arch, "frame_path": True})
     model = FrameBaseline.from_preset(preset) if args.single_frame else build_model(preset)
     if args.qat:
         model, preset = _prepare_qat(args.from_checkpoint, train_set, args.calib_samples, config.seed, args.qat_target)
@@ -225,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         trunk.load_torchvision_state_dict(_trunk_weights(args.pretrained))
         if args.freeze_trunk:  # the pretrained features stay as they are; the rest learns on them
             trunk.requires_grad_(False)
+        if args.frame_path:
+            _carry_frame_classifier(model, args.pretrained, preset.classes)
     elif args.freeze_trunk:
         raise PresetError("--freeze-trunk keeps pretrained trunk weights: give them with --pretrained")
     if args.trunk_views and (not args.freeze_trunk or args.single_frame):
@@ -285,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         # A distilled model has learnt from a real-data teacher: say so wherever it is reported.
         "teacher": teacher_meta,
         "trunk_views": args.trunk_views or None,
+        "frame_path": str(args.pretrained) if args.frame_path else None,
     }
     if args.qat:
         from edge_fer.models.qat import qat_state
@@ -344,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": kind + (f" QAT ({args.qat_target} INT8 fake-quant)" if args.qat else ""),
         "preset": preset.name,
         "teacher": teacher_meta,
+        "frame_path": meta["frame_path"],
         "selected_epoch": checkpoint["epoch"] + 1,
         **report,
         "val": {k: best_val.get(k) for k in ("uar", "war", "uf1")},
@@ -375,6 +394,35 @@ def _trunk_weights(path: Path) -> dict[str, torch.Tensor]:
         if weights:
             return weights
     raise PresetError(f"{path}: checkpoint of a {payload['model_kind']} has no ResNet trunk to start from")
+
+
+def _carry_frame_classifier(model: torch.nn.Module, path: Path, classes: tuple[str, ...]) -> None:
+    """Set the STT's frame path to the single-frame model's classifier at ``path`` and freeze it.
+
+    The frame model reads ``W @ mean(trunk map) + c``; the STT's tokens are ``P @ map + b``
+    per location (``backbone.proj``), so ``A = W @ pinv(P)`` on the mean token, with bias
+    ``c - A @ b``, reads the same (exactly: P has at least as many rows as columns and full
+    rank). ``proj`` is frozen with it, or the reading would drift.
+    """
+    payload = read_checkpoint(path)
+    state = payload["state_dict"]
+    if payload["model_kind"] != "frame_baseline" or "fc.weight" not in state:
+        raise PresetError(f"--frame-path needs a --single-frame checkpoint, {path} holds a {payload['model_kind']}")
+    frame_classes = tuple(payload["preset"]["classes"])
+    if frame_classes != tuple(classes):
+        raise PresetError(f"--frame-path: {path} reads the classes {frame_classes}, this STT {tuple(classes)}")
+    proj, frame_fc = model.backbone.proj, model.head.frame_fc
+    if proj.out_features < proj.in_features:
+        raise PresetError(
+            f"--frame-path: the STT's tokens ({proj.out_features}) are narrower than its trunk's map "
+            f"({proj.in_features}), so the frame model's reading cannot be carried over exactly"
+        )
+    with torch.no_grad():
+        weight = state["fc.weight"].float() @ torch.linalg.pinv(proj.weight)
+        frame_fc.weight.copy_(weight)
+        frame_fc.bias.copy_(state["fc.bias"].float() - weight @ proj.bias)
+    proj.requires_grad_(False)
+    frame_fc.requires_grad_(False)
 
 
 def _prepare_qat(checkpoint: Path, train_set: ClipDataset, samples: int, seed: int, target: str):

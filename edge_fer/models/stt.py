@@ -173,6 +173,10 @@ class STTHead(nn.Module):
 
     Input ``tokens``: (B, T, P, D) from ``STTBackbone``, T <= ``clip_len``, oldest frame
     first. Output ``logits``: (B, num_classes).
+
+    With ``frame_path`` a linear reading of the clip's mean token is added to the logits: a
+    frame model's classifier carried over (``train.stt --frame-path``), so what the trunk
+    learnt to read from single frames stays in the clip model and the transformer adds to it.
     """
 
     def __init__(
@@ -186,8 +190,10 @@ class STTHead(nn.Module):
         num_heads: int,
         mlp_ratio: float,
         dropout: float = 0.0,
+        frame_path: bool = False,
     ) -> None:
         super().__init__()
+        self.frame_fc = nn.Linear(embed_dim, num_classes) if frame_path else None
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_space = nn.Parameter(torch.zeros(1, 1, num_tokens, embed_dim))
         self.pos_time = nn.Parameter(torch.zeros(1, clip_len, 1, embed_dim))
@@ -216,7 +222,10 @@ class STTHead(nn.Module):
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)  # (B, 1, D)
         for index, block in enumerate(self.blocks):
             x, cls = block(x, cls, class_only=self.class_only_last and index == len(self.blocks) - 1)
-        return self.fc(self.norm(cls[:, 0]))  # (B, num_classes)
+        logits = self.fc(self.norm(cls[:, 0]))  # (B, num_classes)
+        if self.frame_fc is not None:
+            logits = logits + self.frame_fc(tokens.mean(dim=(1, 2)))
+        return logits
 
 
 class STT(nn.Module):
@@ -232,6 +241,7 @@ class STT(nn.Module):
         mlp_ratio: MLP hidden size / embed_dim (4).
         trunk_width: first-stage channels of the ResNet-18 trunk (64 loads published weights).
         dropout: dropout in the transformer head.
+        frame_path: add a linear reading of the clip's mean token to the logits (``STTHead``).
     """
 
     parts = ("full", "backbone", "head")
@@ -248,6 +258,7 @@ class STT(nn.Module):
         mlp_ratio: float = 4.0,
         trunk_width: int = 64,
         dropout: float = 0.0,
+        frame_path: bool = False,
     ) -> None:
         super().__init__()
         grid = trunk_output_size(input_size, num_layers=3)
@@ -265,6 +276,7 @@ class STT(nn.Module):
             num_heads=num_heads,
             mlp_ratio=mlp_ratio,
             dropout=dropout,
+            frame_path=frame_path,
         )
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
