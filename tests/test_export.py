@@ -178,6 +178,39 @@ def test_openvino_precisions_and_the_streaming_pair(checkpoint, calib, clips, un
     assert (out / "model.bin").stat().st_size > 0 and not (out / "backbone.xml").exists()
 
 
+def test_frame_path_stays_float_in_post_training_int8(checkpoint, calib, tmp_path):
+    """An STT's frame path (train.stt --frame-path) is left in float by OpenVINO post-training
+    INT8 (export.openvino.FLOAT_SCOPE: quantized, it erased the class margins it reads); every
+    other MatMul of the head still reads INT8 activations."""
+    import dataclasses
+
+    import openvino as ov
+
+    from edge_fer.models.checkpoint import load_model
+
+    trained, preset, _ = load_model(checkpoint)
+    preset = dataclasses.replace(preset, arch={**preset.arch, "frame_path": True})
+    model = build_model(preset)
+    model.load_state_dict(trained.state_dict(), strict=False)  # all but the new path, which keeps its init
+    source = tmp_path / "frame_path.pt"
+    save_checkpoint(source, model=model, preset=preset, kind="stt")
+    out = tmp_path / "int8"
+    result = run("-m", "export.openvino", "--checkpoint", str(source), "--precision", "int8", "--calib", str(calib),
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("model.xml", "model.head.xml"):
+        matmuls = {
+            op.get_friendly_name(): op
+            for op in ov.Core().read_model(str(out / name)).get_ops()
+            if op.get_type_name() == "MatMul"
+        }
+        path = [op for op_name, op in matmuls.items() if "frame_fc" in op_name]
+        assert len(path) == 1 and path[0].input_value(1).get_node().get_type_name() == "Constant"  # float weights
+        assert path[0].input_value(0).get_node().get_type_name() != "FakeQuantize"
+        classifier = next(op for op_name, op in matmuls.items() if op_name.startswith(("__module.head.fc/", "__module.fc/")))
+        assert classifier.input_value(0).get_node().get_type_name() == "FakeQuantize"
+
+
 def build_model_from(checkpoint):
     from edge_fer.models.checkpoint import load_model
 
