@@ -235,7 +235,10 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
     # part on clips over that trunk, frozen, its features computed once (0.58x the step's time,
     # the same zero-shot CK+: docs/training.md). With the FER2013 teacher installed both learn its
     # reading of every training view, the label made to lead, and the trunk its last feature map
-    # too (distillation: what lets a model trained on synthetic faces read real ones).
+    # too (distillation: what lets a model trained on synthetic faces read real ones). The STT
+    # keeps the frame model's classifier as a fixed path beside its transformer (--frame-path):
+    # trained on the teacher's probabilities alone, the transformer gave the trunk's gain on real
+    # faces back.
     teach = ["--teacher", "fer2013", "--teacher-weight", str(TEACHER_WEIGHT)] if teacher else []
     teach_trunk = ["--teacher-features", str(TEACHER_FEATURES_WEIGHT)] if teacher else []
     steps.run(
@@ -247,7 +250,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
         "Train STT stt_tiny",
         *("-m", "train.stt", *stt, "--preset", "stt_tiny", "--epochs", str(sizes.stt_epochs), "--lr", "2e-3"),
         *("--out", str(runs / "stt"), "--workers", "0", "--pretrained", str(runs / "frames" / "best.pt")),
-        *("--freeze-trunk", "--trunk-views", "1", *teach),
+        *("--freeze-trunk", "--trunk-views", "1", "--frame-path", *teach),
     )
     if ckplus is not None:
         steps.run(
@@ -396,7 +399,8 @@ def _report(out: Path, sizes: DemoSizes, quick: bool, trt_code: int, steps: _Ste
         ),
         "| model | data | protocol | UAR | WAR | UF1 | source |",
         "|---|---|---|---|---|---|---|",
-        f"| STT `stt_tiny`, trunk pretrained on frames ({sizes.frame_epochs} epochs) and frozen, "
+        f"| STT `stt_tiny`, trunk pretrained on frames ({sizes.frame_epochs} epochs) and frozen"
+        f"{', the frame model kept as a fixed path beside the transformer' if stt.get('frame_path') else ''}, "
         f"{sizes.stt_epochs} epochs "
         f"| synthetic DFER, {sizes.dfer_clips} videos | fold 1 test "
         f"| {stt['uar']:.3f} | {stt['war']:.3f} | {stt['uf1']:.3f} | `runs/stt/metrics.json` |",
