@@ -204,10 +204,10 @@ def test_frame_path_stays_float_in_post_training_int8(checkpoint, calib, tmp_pat
             for op in ov.Core().read_model(str(out / name)).get_ops()
             if op.get_type_name() == "MatMul"
         }
-        path = [op for op_name, op in matmuls.items() if "frame_fc" in op_name]
+        path = [op for key, op in matmuls.items() if "frame_fc" in key]
         assert len(path) == 1 and path[0].input_value(1).get_node().get_type_name() == "Constant"  # float weights
         assert path[0].input_value(0).get_node().get_type_name() != "FakeQuantize"
-        classifier = next(op for op_name, op in matmuls.items() if op_name.startswith(("__module.head.fc/", "__module.fc/")))
+        classifier = next(op for key, op in matmuls.items() if key.startswith(("__module.head.fc/", "__module.fc/")))
         assert classifier.input_value(0).get_node().get_type_name() == "FakeQuantize"
 
 

@@ -200,6 +200,9 @@ def test_frame_path_keeps_the_frame_models_reading(dfer, tmp_path):
         assert torch.allclose(model(clip), frames_mean, atol=1e-4)
         assert not torch.allclose(trained, frames_mean, atol=1e-3)
     assert read_checkpoint(stt / "last.pt")["optimizer"]["state"]
+    again = [*STT_ARGS, "--root", str(dfer), "--out", str(stt), *carried[:-1], "--epochs", "2", "--resume"]
+    bad = train_stt(*again)  # resumed without --frame-path: another model
+    assert bad.returncode == 1 and "resume with the same flags" in bad.stderr and "Traceback" not in bad.stderr
 
     # Refused with one line: no frame model, a clip model as the source, a frame model as the target.
     stt_source = ["--pretrained", str(stt / "best.pt"), "--frame-path"]

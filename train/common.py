@@ -303,7 +303,9 @@ def fit(
     # A loss with parameters of its own (a feature distillation's projection) trains with the model.
     loss_fn.to(device)
     if ddp.world > 1 and any(True for _ in loss_fn.parameters()):
-        raise PresetError("a loss with its own parameters (--teacher-features) trains in one process only, not torchrun")
+        raise PresetError(
+            "a loss with its own parameters (--teacher-features) trains in one process only, not torchrun"
+        )
     optimizer = _make_optimizer(model, config, loss_fn)
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler(
@@ -318,7 +320,12 @@ def fit(
                 f"{last_path} was trained with seed {state['train_config']['seed']}, "
                 f"not {config.seed}; resume with the same flags"
             )
-        model.load_state_dict(state["state_dict"])
+        try:
+            model.load_state_dict(state["state_dict"])
+        except RuntimeError:  # another architecture: other --preset, --single-frame or --frame-path
+            raise ArtifactError(
+                f"{last_path} holds another model than these flags build; resume with the same flags"
+            ) from None
         try:  # a feature distillation's projection; empty for the other losses
             loss_fn.load_state_dict(state.get("loss_state", {}))
         except RuntimeError:
