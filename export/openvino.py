@@ -87,7 +87,7 @@ def post_training_int8(ov_model, samples: list[np.ndarray]):
 # frame model's classifier on the clip's mean token, 96x7 multiply-adds for stt_tiny) reads
 # class margins that NNCF's scales for that MatMul's input (SmoothQuant's and the INT8 grid's)
 # erased: the demo's STT kept 52 % of its FP32 labels on the synthetic test fold (95 % with the
-# path in float) and read CK+ at 0.347 UAR against 0.563 (0.529 in float).
+# path in float) and read CK+ at 0.347 UAR against 0.563 (0.529 in float; 2-core Intel Xeon).
 FLOAT_SCOPE = (".*frame_fc.*",)
 
 

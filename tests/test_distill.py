@@ -257,10 +257,8 @@ def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tm
     args = ["-m", "train.stt", "--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
     args += ["--workers", "0", "--single-frame", "--teacher", "fer2013", "--threads", "1"]
 
-    def train(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, *args, *extra], capture_output=True, text=True, cwd=ROOT, timeout=600
-        )
+    def train(*extra: str, base: list[str] = args) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *base, *extra], capture_output=True, text=True, cwd=ROOT, timeout=600)
 
     result = train("--epochs", "1", "--teacher-features", "1.0", "--out", str(run))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -274,17 +272,12 @@ def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tm
     plain = tmp_path / "plain"
     assert train("--epochs", "1", "--out", str(plain)).returncode == 0
     trunk = read_checkpoint(plain / "last.pt")["state_dict"]
-    assert not torch.equal(trunk["trunk.conv1.weight"], read_checkpoint(run / "last.pt")["state_dict"]["trunk.conv1.weight"])
+    taught = read_checkpoint(run / "last.pt")["state_dict"]
+    assert not torch.equal(trunk["trunk.conv1.weight"], taught["trunk.conv1.weight"])
     # Resuming reloads the projection; a resume with other flags, or a wrong flag, is one line.
     assert train("--epochs", "1", "--teacher-features", "1.0", "--out", str(run), "--resume").returncode == 0
     mismatch = train("--epochs", "1", "--out", str(run), "--resume")
     assert mismatch.returncode != 0 and "--teacher-features" in mismatch.stderr and "Traceback" not in mismatch.stderr
-    clip = subprocess.run(
-        [sys.executable, *[a for a in args if a != "--single-frame"], "--epochs", "1", "--teacher-features", "1"]
-        + ["--out", str(tmp_path / "clip")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    clip_args = [a for a in args if a != "--single-frame"]
+    clip = train("--epochs", "1", "--teacher-features", "1", "--out", str(tmp_path / "clip"), base=clip_args)
     assert clip.returncode != 0 and "--single-frame" in clip.stderr and "Traceback" not in clip.stderr

@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         if features is not None:
             teacher_meta["features"] = {
                 "weight": args.teacher_features,
-                "map": "last feature map (128x4x4), cosine per location through a 1x1 projection",
+                "map": f"last feature map ({'x'.join(map(str, TEACHER_FEATURES))}), cosine per location through a "
+                "1x1 projection",
             }
     elif args.teacher_features:
         raise PresetError("--teacher-features distils the teacher's feature map: give it with --teacher")
