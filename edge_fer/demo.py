@@ -53,16 +53,18 @@ class DemoSizes:
 
 # Full: enough training for stt_tiny to learn the synthetic set (its loss stays at chance for
 # the first third of the epochs, then drops). Quick: a smoke run of every step, too short to learn.
-# expected_s: FULL measured on a 2-core AMD EPYC Zen 4 (363 s, AVX-512, before QAT became 16
-# steps); expected_avx2_s on a 2-core Intel Xeon with torch's and oneDNN's kernels capped to AVX2:
-# 379 s on a fast day; the two earlier runs (573 and 654 s, QAT a whole epoch: 113 and 123 s)
-# come to about 510 and 590 s with the QAT step's 37 s scaled by their days' speed (their other
-# steps 1.35x and 1.55x slower). No AVX2-only CPU to time it on since the `au` set. QUICK on a
-# Zen 3 (AVX2 only) before the `au` set, not re-timed.
+# expected_s: FULL on a 2-core Intel Xeon (AVX-512 + AMX), 519 s with 4200 clips
+# (2026-12-02); expected_avx2_s on the same Xeon with torch's and oneDNN's kernels capped to AVX2:
+# 568 s (with 2100 clips 359 s; earlier days ran up to 1.55x slower than that day, README). No
+# AVX2-only CPU to time it on since the `au` set. QUICK on a Zen 3 (AVX2 only) before the `au`
+# set, not re-timed.
 FULL = DemoSizes(
-    dfer_clips=2100,
+    # 4200 rendered clips, not 2100: frame models trained on twice the renders read real faces
+    # (CK+) better over two rendered sets and three seeds each (0.620 against 0.559), where more
+    # epochs on 2100 did not help (docs/training.md). The STT stage keeps its optimiser steps.
+    dfer_clips=4200,
     frame_epochs=15,
-    stt_epochs=4,
+    stt_epochs=2,
     me_subjects=10,
     me_clips_per_subject=9,
     htnet_epochs=30,
@@ -77,8 +79,8 @@ FULL = DemoSizes(
     qat_calib_samples=32,
     frame_size=96,
     bench_video_frames=150,
-    expected_s=370,
-    expected_avx2_s=550,
+    expected_s=520,
+    expected_avx2_s=570,
 )
 QUICK = DemoSizes(
     dfer_clips=140,
@@ -110,7 +112,7 @@ def _expected(sizes: DemoSizes, cpu: CpuInfo) -> tuple[float, str]:
     """The demo's measured time for a CPU like this one, and where it was measured."""
     if sizes.expected_avx2_s and cpu.arch == "x86_64" and "avx512" not in cpu.features:
         return sizes.expected_avx2_s, "2 cores of an Intel Xeon capped to AVX2"
-    return sizes.expected_s, "2 AMD EPYC cores"
+    return sizes.expected_s, "2 Intel Xeon cores (AVX-512)"
 
 
 class _Steps:
@@ -241,10 +243,15 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
     # faces back.
     teach = ["--teacher", "fer2013", "--teacher-weight", str(TEACHER_WEIGHT)] if teacher else []
     teach_trunk = ["--teacher-features", str(TEACHER_FEATURES_WEIGHT)] if teacher else []
+    # A frame step is mostly loading the frame and the teacher's reads (~60 %): one worker does
+    # them beside the training loop on the other cores (2 cores: 0.75x the step's time).
+    frame_threads = str(max(1, cpu.cores - 1))
     steps.run(
         "Pretrain the STT trunk on single frames",
         *("-m", "train.stt", *stt, "--preset", "stt_tiny", "--single-frame", "--epochs", str(sizes.frame_epochs)),
-        *("--lr", "2e-3", "--out", str(runs / "frames"), "--workers", "0", *teach, *teach_trunk),
+        *("--lr", "2e-3", "--out", str(runs / "frames"), "--workers", "1", "--threads", frame_threads),
+        *teach,
+        *teach_trunk,
     )
     steps.run(
         "Train STT stt_tiny",

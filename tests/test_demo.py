@@ -67,7 +67,7 @@ def test_expected_time_follows_the_cpu():
 
     zen3 = cpu_info("model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n")
     zen4 = cpu_info("model name\t: AMD EPYC 9B14\nflags\t\t: sse2 avx2 avx512f avx512_vnni avx512_bf16\n")
-    assert _expected(FULL, zen4) == (FULL.expected_s, "2 AMD EPYC cores")
+    assert _expected(FULL, zen4) == (FULL.expected_s, "2 Intel Xeon cores (AVX-512)")
     seconds, where = _expected(FULL, zen3)
     assert seconds == FULL.expected_avx2_s > FULL.expected_s and "AVX2" in where
     assert _expected(QUICK, zen3)[0] == QUICK.expected_s  # not timed apart
