@@ -60,8 +60,9 @@ class DemoSizes:
 # set, not re-timed.
 FULL = DemoSizes(
     # 4200 rendered clips, not 2100: frame models trained on twice the renders read real faces
-    # (CK+) better over two rendered sets and three seeds each (0.620 against 0.559), where more
-    # epochs on 2100 did not help (docs/training.md). The STT stage keeps its optimiser steps.
+    # (CK+) better - 0.627 over 13 runs on three rendered sets against 0.559 over 9 (2-core Intel
+    # Xeon) - where more epochs on 2100 did not help (docs/training.md). The STT stage keeps its
+    # optimiser steps.
     dfer_clips=4200,
     frame_epochs=15,
     stt_epochs=2,
