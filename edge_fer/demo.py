@@ -55,8 +55,8 @@ class DemoSizes:
 # the first third of the epochs, then drops). Quick: a smoke run of every step, too short to learn.
 # expected_s: FULL on a 2-core Intel Xeon (AVX-512 + AMX), 519 s with 4200 clips
 # (2026-12-02); expected_avx2_s on the same Xeon with torch's and oneDNN's kernels capped to AVX2:
-# 568 s (with 2100 clips 359 s; earlier days ran up to 1.55x slower than that day, README). No
-# AVX2-only CPU to time it on since the `au` set. QUICK on a Zen 3 (AVX2 only) before the `au`
+# 568 s (with 2100 clips 359 s; earlier days ran up to 1.55x slower than that day, README). A
+# 2-core AMD EPYC Zen 3 (AVX2 only) took 449 s (2026-12-06). QUICK on a Zen 3 (AVX2 only) before the `au`
 # set, not re-timed.
 FULL = DemoSizes(
     # 4200 rendered clips, not 2100: frame models trained on twice the renders read real faces
