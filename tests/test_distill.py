@@ -75,6 +75,20 @@ def test_adjusted_teacher_targets_let_the_label_lead_and_keep_the_rest():
     assert torch.allclose(DistillationLoss(base, 1.0, adjust=True)(logits, labels, teacher), soft)
 
 
+def test_classes_the_teacher_leads_keep_its_reading_as_it_is():
+    teacher = torch.tensor([[0.1, 0.6, 0.3], [0.7, 0.2, 0.1], [0.5, 0.1, 0.4], [0.2, 0.2, 0.6]])
+    labels = torch.tensor([2, 0, 2, 1])
+    logits = torch.randn(4, 3)
+    base = CompactSoftmaxCrossEntropy(0.0)
+    # Class 2's rows (0 and 2) keep the teacher's probabilities; the others are label-led as before.
+    expected = adjust_to_labels(teacher, labels)
+    expected[0], expected[2] = teacher[0], teacher[2]
+    soft = -(expected * F.log_softmax(logits, 1)).sum(1).mean()
+    led = DistillationLoss(base, 1.0, adjust=True, teacher_leads=(2,))(logits, labels, teacher)
+    assert torch.allclose(led, soft)
+    assert not torch.allclose(led, DistillationLoss(base, 1.0, adjust=True)(logits, labels, teacher))
+
+
 def test_datasets_carry_teacher_targets_only_when_given(au_set):
     records = read_dfer("dfew", au_set, fold=1, split="test")
     pre = get_preset("stt_tiny").preprocessing
@@ -249,6 +263,25 @@ def test_train_stt_with_a_teacher_records_it(au_set, tmp_path):
     from edge_fer.models.checkpoint import read_checkpoint
 
     assert read_checkpoint(run / "best.pt")["teacher"]["name"] == "fer2013"
+
+
+def test_train_stt_lets_the_teacher_lead_on_named_classes(au_set, tmp_path):
+    need_teacher()
+    args = ["-m", "train.stt", "--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
+    args += ["--workers", "0", "--single-frame", "--teacher", "fer2013", "--threads", "1", "--epochs", "1"]
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args, *extra], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+    run = tmp_path / "run"
+    result = train("--teacher-leads", "neutral", "--out", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    teacher = json.loads((run / "metrics.json").read_text())["teacher"]
+    assert teacher["leads"] == ["neutral"] and "except neutral" in teacher["targets"]
+    raw = ["--teacher-leads", "neutral", "--teacher-targets", "raw"]
+    for extra, says in ((["--teacher-leads", "calm"], "not a class"), (raw, "adjusted")):
+        bad = train(*extra, "--out", str(tmp_path / "bad"))
+        assert bad.returncode != 0 and says in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tmp_path):

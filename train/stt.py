@@ -128,6 +128,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "probabilities, so the label leads and the teacher's similarities stay; raw: its probabilities as they are",
     )
     p.add_argument(
+        "--teacher-leads",
+        default="",
+        metavar="CLASS[,CLASS]",
+        help="with adjusted targets: clips of these classes keep the teacher's reading as it is (no label lead); "
+        "for synthetic data, neutral - its clips are the real photos unmodified, which the teacher reads as "
+        "they are, not as the label assumes (the demo's choice)",
+    )
+    p.add_argument(
         "--teacher-reads",
         choices=("views", "clips"),
         default="views",
@@ -272,12 +280,26 @@ def main(argv: list[str] | None = None) -> int:
             train_set.teacher = clip_probabilities(train_set.records, preset.classes)
             reads = "mean over each clip's frames"
         adjusted = args.teacher_targets == "adjusted"
-        loss_fn = DistillationLoss(loss_fn, args.teacher_weight, adjust=adjusted, features=features)
-        teacher_meta = {
-            "name": args.teacher,
-            "weight": args.teacher_weight,
-            "targets": reads + (", label-led (knowledge adjustment)" if adjusted else ""),
-        }
+        leads = [name.strip() for name in args.teacher_leads.split(",") if name.strip()]
+        unknown = [name for name in leads if name not in preset.classes]
+        if unknown:
+            known = ", ".join(preset.classes)
+            raise PresetError(f"--teacher-leads {','.join(unknown)}: not a class of this model ({known})")
+        if leads and not adjusted:
+            raise PresetError("--teacher-leads exempts classes from the label lead: give it with adjusted targets")
+        loss_fn = DistillationLoss(
+            loss_fn,
+            args.teacher_weight,
+            adjust=adjusted,
+            teacher_leads=tuple(preset.classes.index(name) for name in leads),
+            features=features,
+        )
+        targets = reads + (", label-led (knowledge adjustment)" if adjusted else "")
+        if leads:
+            targets += f" except {', '.join(leads)}, whose clips keep the teacher's reading as it is"
+        teacher_meta = {"name": args.teacher, "weight": args.teacher_weight, "targets": targets}
+        if leads:
+            teacher_meta["leads"] = leads
         if features is not None:
             teacher_meta["features"] = {
                 "weight": args.teacher_features,
@@ -286,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             }
     elif args.teacher_features:
         raise PresetError("--teacher-features distils the teacher's feature map: give it with --teacher")
+    elif args.teacher_leads:
+        raise PresetError("--teacher-leads chooses classes for the teacher's reading: give it with --teacher")
     meta = {
         "dataset": {
             "name": args.dataset,

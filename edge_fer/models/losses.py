@@ -108,7 +108,10 @@ class DistillationLoss(nn.Module):
     the label: the label's probability and the top one trade places ("knowledge adjustment",
     Wen et al. 2019, arXiv:1911.07471). The label then always leads the target while the
     teacher's view of how alike the other classes look is kept - without it a class the teacher
-    reads as another (our rendered disgust as anger) is learnt as that other class.
+    reads as another (our rendered disgust as anger) is learnt as that other class. Rows whose
+    label is in ``teacher_leads`` keep the teacher's probabilities as they are: a synthetic
+    neutral clip is the real photo unmodified, so there the teacher's reading of a real face is
+    better evidence than the assumed label.
 
     With ``features`` (a ``FeatureDistillation`` on the model's trunk) batches that carry the
     teacher's feature maps as well add its term. Batches without teacher probabilities
@@ -116,12 +119,19 @@ class DistillationLoss(nn.Module):
     """
 
     def __init__(
-        self, base: nn.Module, weight: float, *, adjust: bool = False, features: FeatureDistillation | None = None
+        self,
+        base: nn.Module,
+        weight: float,
+        *,
+        adjust: bool = False,
+        teacher_leads: tuple[int, ...] = (),
+        features: FeatureDistillation | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the teacher's weight must be in [0, 1], got {weight}")
         self.base, self.weight, self.adjust, self.features = base, weight, adjust, features
+        self.teacher_leads = tuple(teacher_leads)
 
     def forward(
         self,
@@ -135,7 +145,11 @@ class DistillationLoss(nn.Module):
             return loss
         if self.weight > 0:
             if self.adjust:
-                teacher = adjust_to_labels(teacher, target)
+                adjusted = adjust_to_labels(teacher, target)
+                if self.teacher_leads:
+                    as_read = torch.isin(target, torch.tensor(self.teacher_leads, device=target.device))
+                    adjusted = torch.where(as_read[:, None], teacher, adjusted)
+                teacher = adjusted
             soft = -(teacher * F.log_softmax(logits, dim=1)).sum(1).mean()
             loss = (1 - self.weight) * loss + self.weight * soft
         if self.features is not None and teacher_features is not None:
