@@ -107,8 +107,9 @@ TEACHER_WEIGHT = 1.0  # share of the (label-led) teacher's term in the loss (0.8
 # two rendered sets than probabilities alone; docs/training.md).
 TEACHER_FEATURES_WEIGHT = 1.0
 # Neutral clips are the real photos unmodified: in the frame stage the teacher's own reading of a
-# real face is kept there, not made to follow the label (frame models read CK+ at 0.638 against
-# 0.612 over nine paired runs, a weak lead; the STT stage keeps the label lead: docs/training.md).
+# real face is kept there, not made to follow the label (nine paired runs on a Zen 3: frame models
+# read CK+ at 0.638 against 0.612, the pipelines at 0.633 against 0.607, 6 of 9 higher; the STT
+# stage keeps the label lead: docs/training.md).
 TEACHER_LEADS = "neutral"
 CAMERA_STEP = "edge-fer camera on the demo video (the fastest model here within 0.01 UAR of FP32)"
 
