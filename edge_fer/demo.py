@@ -55,7 +55,7 @@ class DemoSizes:
 # the first third of the epochs, then drops). Quick: a smoke run of every step, too short to learn.
 # expected_s: FULL on a 2-core Intel Xeon (AVX-512 + AMX), 519 s with 4200 clips
 # (2026-12-02); expected_avx2_s on the same Xeon with torch's and oneDNN's kernels capped to AVX2:
-# 568 s (with 2100 clips 359 s; earlier days ran up to 1.55x slower than that day, README). A
+# 568 s (with 2100 clips 359 s; earlier days ran up to 1.55x slower than that day, docs/benchmarks.md). A
 # 2-core AMD EPYC Zen 3 (AVX2 only) took 449 s (2026-12-06). QUICK on a Zen 3 (AVX2 only) before the `au`
 # set, not re-timed.
 FULL = DemoSizes(
@@ -248,8 +248,9 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
     # trained on the teacher's probabilities alone, the transformer gave the trunk's gain on real
     # faces back.
     teach = ["--teacher", "fer2013", "--teacher-weight", str(TEACHER_WEIGHT)] if teacher else []
-    teach_frames = ["--teacher-features", str(TEACHER_FEATURES_WEIGHT), "--teacher-leads", TEACHER_LEADS]
-    teach_frames = teach_frames if teacher else []
+    teach_frames = (
+        ["--teacher-features", str(TEACHER_FEATURES_WEIGHT), "--teacher-leads", TEACHER_LEADS] if teacher else []
+    )
     # A frame step is mostly loading the frame and the teacher's reads (~60 %): one worker does
     # them beside the training loop on the other cores (2 cores: 0.75x the step's time).
     frame_threads = str(max(1, cpu.cores - 1))
@@ -510,8 +511,6 @@ def _teacher_line(stt: dict, frames: dict | None = None) -> str:
         if "label-led" in teacher.get("targets", "")
         else "the teacher's probabilities"
     )
-    if teacher.get("leads"):
-        label += f" (except on {', '.join(teacher['leads'])} clips, the unmodified photos, where its reading stands)"
     frame_teacher = (frames or {}).get("teacher") or {}
     features = frame_teacher.get("features")
     trunk = (
