@@ -9,6 +9,8 @@ from edge_fer.data.expressions import (
     ACTION_UNITS,
     EMOTION_PROTOTYPES,
     LANDMARKS,
+    MIDLINE_X,
+    _Features,
     expression_landmarks,
     plan_clip,
     render_au_clip,
@@ -132,3 +134,60 @@ def test_a_jaw_drop_darkens_the_mouth_at_the_apex():
     frames = list(render_au_clip(load_faces()[3], plan, frame_size=96))
     mouth = (slice(int(0.68 * 96), int(0.8 * 96)), slice(int(0.36 * 96), int(0.5 * 96)))
     assert frames[-1][mouth].mean() < frames[0][mouth].mean() - 10
+
+
+def _held_still(plan, aus: dict[int, float], length: int = 16, **changes):
+    """``plan`` with only ``aus``, rising from none to full, and every nuisance held still."""
+    return type(plan)(
+        **{
+            **plan.__dict__,
+            **changes,
+            "aus": aus,
+            "intensity": np.linspace(0, 1, length),
+            "apex": length - 1,
+            "pose": np.zeros((length, 4)),
+            "yaw": 0.0,
+            "occluder": None,
+            "flip": False,
+            "low_res": None,
+            "blur": 0.0,
+            "noise": 0.0,
+            "light": (0.0, 0.0),
+            "teeth": (False, False),
+        }
+    )
+
+
+def _seed_with_opacity(low: float, high: float) -> int:
+    """A clip seed whose drawn eyes and brows cover the photo's with opacity in [low, high]."""
+    return next(seed for seed in range(1000) if low <= _Features.draw(seed).opacity <= high)
+
+
+def test_a_raised_upper_lid_bares_the_white_above_the_iris_and_raised_brows_rise():
+    """The drawn eyes and brows follow the AUs: AU5 uncovers sclera above the iris (brighter
+    there), AU1+2 move the dark brow stroke up; a faint drawing (low opacity) shows less."""
+    from edge_fer.data.synth import load_faces
+
+    size = 96
+    face = load_faces()[3]
+    plan = plan_clip("neutral", 16, np.random.default_rng(0))
+    grey = lambda frame: frame.astype(np.float32).mean(-1)  # noqa: E731
+    shift = 0.5 - MIDLINE_X  # frames are centred on the face's midline
+    x_l = LANDMARKS["lid_up_l"][0] + shift
+    y_lid, y_raised = LANDMARKS["lid_up_l"][1], expression_landmarks({5: 1.5})["lid_up_l"][1]
+    band = (slice(int(y_raised * size) + 1, int(y_lid * size)), slice(int((x_l - 0.02) * size), int((x_l + 0.02) * size)))
+
+    def whitening(opacity: tuple[float, float]) -> float:
+        wide = _held_still(plan, {5: 1.5}, noise_seed=_seed_with_opacity(*opacity))
+        frames = [grey(f) for f in render_au_clip(face, wide, frame_size=size)]
+        return float(frames[-1][band].mean() - frames[0][band].mean())
+
+    opaque, faint = whitening((0.9, 1.0)), whitening((0.0, 0.1))
+    assert opaque > 40 and opaque > faint + 30
+
+    raised = _held_still(plan, {1: 1.5, 2: 1.5}, noise_seed=_seed_with_opacity(0.9, 1.0))
+    frames = [grey(f) for f in render_au_clip(face, raised, frame_size=size)]
+    x_mid = LANDMARKS["brow_mid_l"][0] + shift
+    y_up = expression_landmarks({1: 1.5, 2: 1.5})["brow_mid_l"][1]  # ~0.1 above its rest
+    brow_there = (slice(int((y_up - 0.02) * size), int((y_up + 0.02) * size) + 1), slice(int((x_mid - 0.02) * size), int((x_mid + 0.02) * size)))
+    assert frames[-1][brow_there].mean() < frames[0][brow_there].mean() - 10  # the dark brow moved up there (21; undrawn: +10)
