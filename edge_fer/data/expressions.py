@@ -399,6 +399,11 @@ def _curve(a: np.ndarray, mid: np.ndarray, b: np.ndarray, steps: int = 12) -> np
     return (1 - t) ** 2 * a + 2 * (1 - t) * t * control + t**2 * b
 
 
+def _skin_level(face: np.ndarray, size: int) -> float:
+    """The face's skin brightness: the median of a cheek-and-nose window no AU darkens much."""
+    return float(np.median(face[int(0.45 * size) : int(0.6 * size), int(0.3 * size) : int(0.56 * size)]))
+
+
 def _draw_mouth(face: np.ndarray, points: Mapping[str, np.ndarray], plan: ClipPlan, size: int) -> np.ndarray:
     """Dark mouth interior (and teeth) where the lips have parted."""
     gap = float(points["lip_low_in"][1] - points["lip_up_in"][1]) - (
@@ -412,7 +417,7 @@ def _draw_mouth(face: np.ndarray, points: Mapping[str, np.ndarray], plan: ClipPl
     polygon = np.concatenate([upper, lower]) * size
     mask = np.zeros((size, size), np.float32)
     cv2.fillPoly(mask, [np.round(polygon * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
-    skin = float(np.median(face[int(0.45 * size) : int(0.6 * size), int(0.3 * size) : int(0.56 * size)]))
+    skin = _skin_level(face, size)
     paint = np.full((size, size), skin * plan.interior, np.float32)
     teeth_level = min(235.0, skin * 1.2 + 15)
     for visible, contour, depth in ((plan.teeth[0], upper, 0.5), (plan.teeth[1], lower[::-1], 0.3)):
@@ -465,7 +470,7 @@ def _draw_eyes_and_brows(face: np.ndarray, points: Mapping[str, np.ndarray], loo
     runs, fear 0.17): the drawing itself became a cue. Mixed with the photo they read CK+
     better than without it (docs/training.md).
     """
-    skin = float(np.median(face[int(0.45 * size) : int(0.6 * size), int(0.3 * size) : int(0.56 * size)]))
+    skin = _skin_level(face, size)
     sub = 4  # drawing subpixels (shift=2)
 
     def at(point) -> tuple[int, int]:
