@@ -198,6 +198,10 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
         "PYTHONUSERBASE": site.getuserbase(),
     }
     os.environ.update({k: env[k] for k in ("TMPDIR", "MPLCONFIGDIR")})
+    # In that home, OpenVINO's and NNCF's usage telemetry declined the documented way (what
+    # `opt_in_out --opt_out` writes): no events sent from a throwaway home (docs/export.md).
+    (tmp / "home" / "intel").mkdir(parents=True)
+    (tmp / "home" / "intel" / "openvino_telemetry").write_text("0")
     sizes = QUICK if quick else FULL
     from edge_fer.runtime.cpu import cpu_info
 
