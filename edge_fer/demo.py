@@ -162,6 +162,14 @@ def real_ckplus_root() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def decline_openvino_telemetry(home: Path) -> None:
+    """Decline OpenVINO's and NNCF's usage telemetry in ``home`` the documented way: the consent
+    file ``opt_in_out --opt_out`` writes, holding 0. Their tools otherwise fork the process to
+    send each event, which costs time offline (docs/export.md)."""
+    (home / "intel").mkdir(parents=True, exist_ok=True)
+    (home / "intel" / "openvino_telemetry").write_text("0")
+
+
 def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Path | None = None) -> Path:
     """Run the demo into ``out``; returns the report's path.
 
@@ -198,10 +206,7 @@ def run_demo(out: Path, *, quick: bool = False, force: bool = False, ckplus: Pat
         "PYTHONUSERBASE": site.getuserbase(),
     }
     os.environ.update({k: env[k] for k in ("TMPDIR", "MPLCONFIGDIR")})
-    # In that home, OpenVINO's and NNCF's usage telemetry declined the documented way (what
-    # `opt_in_out --opt_out` writes): no events sent from a throwaway home (docs/export.md).
-    (tmp / "home" / "intel").mkdir(parents=True)
-    (tmp / "home" / "intel" / "openvino_telemetry").write_text("0")
+    decline_openvino_telemetry(tmp / "home")  # no events sent from a throwaway home
     sizes = QUICK if quick else FULL
     from edge_fer.runtime.cpu import cpu_info
 

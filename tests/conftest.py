@@ -6,14 +6,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edge_fer.demo import decline_openvino_telemetry  # light: no torch, no openvino
+
 # The tests run in a home of their own, so nothing lands in the user's (ONNX Runtime and
 # OpenVINO keep ids and caches under ~), and there OpenVINO's and NNCF's usage telemetry is
-# declined the documented way: the consent file `opt_in_out --opt_out` writes, holding 0.
-# With it on, every model conversion forks this process to send an event: the export tests
-# took 1.34x as long, one run each (docs/export.md). Set before anything imports openvino or nncf.
+# declined: with it on, every model conversion forks this process to send an event, and the
+# export tests took 1.34x as long, one run each (docs/export.md). Set before anything imports
+# openvino or nncf.
 _HOME = Path(tempfile.mkdtemp(prefix="edge-fer-tests-home-"))
-(_HOME / "intel").mkdir()
-(_HOME / "intel" / "openvino_telemetry").write_text("0")
+decline_openvino_telemetry(_HOME)
 os.environ["HOME"] = str(_HOME)
 os.environ["XDG_CACHE_HOME"] = str(_HOME / ".cache")
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
