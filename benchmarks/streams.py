@@ -1,6 +1,7 @@
 """N cameras: one ``edge-fer camera`` process for N sources against N processes of one source.
 
     python -m benchmarks.streams --out runs/streams [--model ARTIFACT] [--streams 4] [--seconds 20]
+        [--detector retinaface|DIR/retinaface.int8.xml]
 
 Makes N 640x360 videos of one real face each, then runs, as a user would (fresh processes,
 ``--head sync`` so both do the same work on every frame):
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each video (default 20)")
     parser.add_argument("--stride", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, in turn; medians reported (default 3)")
+    parser.add_argument(
+        "--detector", default="retinaface", help="the camera's --detector (an INT8 one: python -m export.detector)"
+    )
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = args.model
     base = [sys.executable, "-m", "edge_fer", "camera", "--model", str(model), "--headless", "--stats-every", "0"]
-    base += ["--head", "sync", "--stride", str(args.stride)]
+    base += ["--head", "sync", "--stride", str(args.stride), "--detector", args.detector]
 
     # This machine is shared and its speed drifts: run the pair `--repeat` times, one then N in
     # turn, and take the median of the pair-by-pair ratios (one slow or lucky run moves nothing).
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "streams": len(videos),
         "frames": many_frames,
         "model": one["model"],
+        "detector": one["detector"],
         "repeat": args.repeat,
         "one_process": {"wall_s": one_wall, "fps": round(many_frames / one_wall, 2), "peak_rss_mib": one_rss,
                         "fps_steady": statistics.median(p["fps_steady"] for p in pairs)},
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     model_name = f"{one['model']['preset']} {one['model']['precision']} {one['model']['backend']}"
     lines = [
         f"{len(videos)} videos of one real face (640x360, {args.seconds:g} s, 25 fps, {many_frames} frames in all), "
-        f"{model_name}, `--stride {args.stride} --head sync`; {result['environment']['cpu']}, "
+        f"{model_name}, `--stride {args.stride} --head sync`, detector {one['detector']}; "
+        f"{result['environment']['cpu']}, "
         f"{result['environment']['cores']} cores. FPS = all frames / wall time (start-up included); "
         f"medians of {args.repeat} runs of each, one and N in turn; the FPS ratio is the median of the "
         f"pair-by-pair ratios (range {result['fps_ratio_range'][0]:.2f}-{result['fps_ratio_range'][1]:.2f}x).",

