@@ -380,6 +380,17 @@ def test_without_retinaface_the_camera_refuses_haar_unless_asked(models, video, 
     assert stats["frames"] == 40 and stats["detector"] == "haar"
 
 
+def test_without_a_cpu_backend_the_detector_says_which_to_install(video):
+    """A Jetson set up with TensorRT only: the model would run, the detector needs a CPU backend."""
+    hidden = "sys.modules['openvino'] = None; sys.modules['onnxruntime'] = None; "
+    code = NO_TORCH + hidden + "from edge_fer.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    result = run("-c", code, "camera", "--source", str(video[0]), "--max-frames", "5")
+    assert result.returncode != 0
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message, message
+    assert "pip install onnxruntime" in message and "face detector" in message, message
+
+
 def test_micro_expression_events_from_brief_motion(models, tmp_path):
     """A brief smile on a still face is spotted and classified; a still face gives no event."""
     import cv2

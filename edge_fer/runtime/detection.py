@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_fer.artifacts import artifact_files, sha256_file, sidecar_path
 from edge_fer.errors import ArtifactError, BackendError
-from edge_fer.runtime.backends import Backend, open_backend
+from edge_fer.runtime.backends import AUTO_ORDER, Backend, available_backends, open_backend
 
 __all__ = [
     "Detections",
@@ -329,6 +329,12 @@ def open_face_detector(
     weights = retinaface_weights()
     if weights is None:
         raise BackendError(RETINAFACE_MISSING)
+    if backend == "auto" and not any(name in available_backends() for name in AUTO_ORDER):
+        # e.g. a Jetson with TensorRT only: the model runs there, the detector needs a CPU backend
+        raise BackendError(
+            "the face detector runs on the CPU through OpenVINO or ONNX Runtime, and neither is installed: "
+            "pip install onnxruntime (on a Jetson too, beside TensorRT)"
+        )
     return RetinaFaceDetector(
         # bf16 where the CPU has it (OpenVINO's default; ~2x faster than f32 here, same faces found)
         open_backend(weights, backend=backend, device=device, precision=precision, static_shapes=True),
