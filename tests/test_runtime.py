@@ -296,10 +296,16 @@ def test_sources_are_parsed_and_credentials_masked(tmp_path):
     assert parse_source(str(file)).kind == "file" and not parse_source(str(file)).live
 
 
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    """40 s: the camera is still reading it when the signal comes (written once: ~25 s here)."""
+    path = tmp_path_factory.mktemp("long_video") / "long.mp4"
+    write_face_video(path, seconds=40, fps=25, seed=3)
+    return path
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_stops_cleanly_with_valid_jsonl(models, tmp_path, sig):
-    long_video = tmp_path / "long.mp4"
-    write_face_video(long_video, seconds=40, fps=25, seed=3)
+def test_signal_stops_cleanly_with_valid_jsonl(models, long_video, tmp_path, sig):
     events_path = tmp_path / "events.jsonl"
     code = NO_TORCH + "from edge_fer.cli.main import main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen(
