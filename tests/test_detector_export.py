@@ -92,6 +92,12 @@ def test_a_changed_or_foreign_detector_is_refused(exported, tmp_path):
         open_face_detector(detector="yolo")
 
 
+def test_inspect_shows_the_detectors_check(exported):
+    result = run("-m", "edge_fer", "inspect", str(exported))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "face detector, openvino, verified" in result.stdout and "calibration frames" in result.stdout
+
+
 def test_export_refuses_to_overwrite_without_force(exported):
     before = exported.read_bytes()
     result = run("-m", "export.detector", "--out", str(exported.parent))

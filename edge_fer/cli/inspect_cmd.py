@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if _is_exported_detector(args.path):
+        return _inspect_detector(args.path, as_json=args.json)
     if is_artifact(args.path):
         from edge_fer.artifacts import read_artifact
 
@@ -60,4 +62,35 @@ def run(args: argparse.Namespace) -> int:
     payload = read_checkpoint(args.path)
     summary = {k: payload.get(k) for k in ("format", "model_kind", "preset", "dataset", "epoch", "val", "qat_target")}
     print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _is_exported_detector(path: Path) -> bool:
+    from edge_fer.artifacts import sidecar_path
+    from edge_fer.runtime.detection import DETECTOR_FORMAT
+
+    try:
+        return json.loads(sidecar_path(path).read_text()).get("format") == DETECTOR_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _inspect_detector(path: Path, *, as_json: bool) -> int:
+    """A face detector from ``python -m export.detector``: its calibration and check."""
+    from edge_fer.runtime.detection import read_detector_model
+
+    meta = read_detector_model(path)  # verifies every file's sha256
+    if as_json:
+        print(json.dumps(meta, indent=2))
+        return 0
+    quant, check = meta.get("quantization", {}), meta.get("check", {})
+    print(f"{path}  [face detector, openvino, verified]")
+    print(f"  model      {meta.get('weights')}")
+    print(f"  precision  {meta.get('precision')}  ({quant.get('method')}, {quant.get('frames')} calibration frames)")
+    if check:
+        print(
+            f"  check      {check.get('matched')} of {check.get('float_faces')} float faces found on "
+            f"{check.get('frames')} frames, box IoU median {check.get('iou_median', 0):.3f}"
+        )
+    print(f"  tools      {', '.join(f'{k} {v}' for k, v in meta.get('tools', {}).items())}")
     return 0
