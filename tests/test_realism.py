@@ -99,6 +99,31 @@ def test_smiling_lfw_faces_are_the_ones_the_teacher_reads_as_happy(teacher):
     assert not set(np.flatnonzero(happy < 0.25)) & set(SMILING_FACES)
 
 
+def test_resting_faces_are_the_calm_ones_the_teacher_reads_as_neutral(teacher):
+    """``RESTING_FACES`` re-derived: each calm face's neutral render with every nuisance off,
+    read by the teacher; the list holds those it reads as neutral."""
+    import dataclasses
+
+    from edge_fer.data.expressions import plan_clip, render_au_clip
+    from edge_fer.data.synth import LFW_FACES, RESTING_FACES, SMILING_FACES, load_faces
+
+    faces = load_faces()
+    calm = np.setdiff1d(np.arange(LFW_FACES), SMILING_FACES)
+    neutral = DFER_CLASSES.index("neutral")
+    clean = dict(low_res=None, occluder=None, blur=0.0, noise=0.5, yaw=0.0, gain=1.0, gamma=1.0, light=(0.0, 0.0))
+    margins = {}
+    for face in calm:
+        plan = plan_clip("neutral", 16, np.random.default_rng([1, int(face)]))
+        plan = dataclasses.replace(plan, pose=np.zeros_like(plan.pose), tint=None, **clean)
+        frame = list(render_au_clip(faces[face], plan, frame_size=96))[8]
+        probabilities = teacher.probabilities(frame[None])[0]
+        margins[int(face)] = probabilities[neutral] - np.delete(probabilities, neutral).max()
+    # Away from a tie (margin 0.02) the teacher's reading holds on any CPU.
+    assert {f for f, m in margins.items() if m > 0.02} <= set(RESTING_FACES)
+    assert not {f for f, m in margins.items() if m < -0.02} & set(RESTING_FACES)
+    assert set(RESTING_FACES) <= set(calm.tolist())
+
+
 def test_realism_reports_agreement_per_class_and_confusion(teacher):
     faces = np.stack([cv2.cvtColor(astronaut_face(), cv2.COLOR_BGR2GRAY)] * 3)
     happy, sad = DFER_CLASSES.index("happy"), DFER_CLASSES.index("sad")
