@@ -18,6 +18,10 @@ decline_openvino_telemetry(_HOME)
 os.environ["HOME"] = str(_HOME)
 os.environ["XDG_CACHE_HOME"] = str(_HOME / ".cache")
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+# QAT on NNCF's pure-torch fake-quantize kernels, as the demo runs it: in a fresh home the C++
+# kernels would be compiled again by every test run (~35 s of 2 cores). They compute the same
+# (tests/test_qat_kernels.py compares the two, in the slow run); the QAT tests check our code.
+os.environ.setdefault("EDGE_FER_QAT_KERNELS", "torch")
 
 import isa  # noqa: E402 - before torch: a capped run (EDGE_FER_ISA_CAP) must set the libraries' caps first
 
@@ -93,3 +97,28 @@ def trained_stt(dfer_data, tmp_path_factory):
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     return out / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def openvino_export(trained_stt, dfer_data, tmp_path_factory):
+    """``openvino_export(precision)``: the folder of ``trained_stt`` exported to OpenVINO IR at
+    "fp16" or "int8" (the full model and the streaming pair), exported once per session: the
+    export tests check it, the choice tests choose among copies of it (an INT8 export takes
+    ~25 s). INT8: post-training on 14 clips of fold 2, and evaluated on fold 2, so its sidecar
+    records a UAR; FP16 records none. Treat the folders as read-only."""
+    done = {}
+
+    def export(precision):
+        if precision not in done:
+            out = tmp_path_factory.mktemp(f"ov_{precision}") / precision
+            command = [sys.executable, "-m", "export.openvino", "--checkpoint", str(trained_stt)]
+            command += ["--precision", precision, "--out", str(out)]
+            if precision == "int8":
+                command += ["--calib", f"dataset=dfew,root={dfer_data},fold=2,samples=14"]
+                command += ["--dataset", "dfew", "--root", str(dfer_data), "--fold", "2"]
+            result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+            assert result.returncode == 0, result.stderr[-2000:]
+            done[precision] = out
+        return done[precision]
+
+    return export

@@ -555,13 +555,11 @@ def test_changed_model_needs_trust(model, video, tmp_path):
     assert trusted.returncode == 0, trusted.stderr[-2000:]
 
 
-def test_second_signal_exits_at_once(model, tmp_path):
+def test_second_signal_exits_at_once(model, video, tmp_path):
     import signal
 
-    long_video = tmp_path / "long.mp4"
-    write_face_video(long_video, seconds=30, fps=25, seed=2)
-    process = subprocess.Popen(
-        _camera("--model", str(model), "--source", str(long_video), "--events", str(tmp_path / "e.jsonl")),
+    process = subprocess.Popen(  # the video replayed until the signals come
+        _camera("--model", str(model), "--source", str(video), "--loop", "--events", str(tmp_path / "e.jsonl")),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
