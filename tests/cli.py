@@ -1,0 +1,40 @@
+"""The training tools run in this process, where a fresh interpreter would only add start-up.
+
+A ``train.stt`` process spends ~6 s before and around its work on 2 cores: the interpreter and
+torch (~3.5 s), then torch._dynamo, which torch imports in the first optimizer's constructor
+(~2.5 s). A test that checks what a run wrote, or a refusal's message, need not pay that each
+time: ``edge_fer.cli.main.run_tool`` turns any ``EdgeFerError`` into one line and exit code 1,
+and tests that need a real process (signals, the one-line print, exit codes) still start one.
+"""
+
+import contextlib
+import io
+
+import pytest
+import torch
+
+from edge_fer.errors import EdgeFerError
+
+
+def ran(main, *args: str) -> str:
+    """Run a tool's entry point (taking argv) on ``args``; its stdout. torch's thread count is
+    put back after it (a run sets its own)."""
+    threads = torch.get_num_threads()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            assert main(list(args)) in (0, None)
+    finally:
+        torch.set_num_threads(threads)
+    return out.getvalue()
+
+
+def refused(main, *args: str) -> str:
+    """The message ``main`` (a tool's entry point, taking argv) refuses ``args`` with."""
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(EdgeFerError) as caught:
+            main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+    return str(caught.value)
