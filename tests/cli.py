@@ -18,7 +18,13 @@ from edge_fer.errors import EdgeFerError
 
 def ran(main, *args: str) -> str:
     """Run a tool's entry point (taking argv) on ``args``; its stdout. torch's thread count is
-    put back after it (a run sets its own)."""
+    put back after it (a run sets its own).
+
+    Data loading must stay in this process (``--workers 0``; train.stt's default is one worker
+    process): a DataLoader worker forked from the test process, which by then holds OpenVINO's,
+    ONNX Runtime's and TFLite's threads, crashed it with a segmentation fault."""
+    workers = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--workers"]
+    assert workers == ["0"] or (not workers and main.__module__ != "train.stt"), "pass --workers 0 in-process"
     threads = torch.get_num_threads()
     out = io.StringIO()
     try:

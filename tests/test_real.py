@@ -64,7 +64,7 @@ def test_real_megc2019_and_ckplus_train_smoke(tmp_path):
     metrics = json.loads((tmp_path / "htnet" / "metrics.json").read_text())
     assert metrics["data"] == "real" and metrics["dataset"] == "megc2019"
     _train("train.stt", "--dataset", "ckplus", "--root", str(ck), "--fold", "1", "--epochs", "1", "--threads", "2",
-         "--out", str(tmp_path / "stt"))  # fmt: skip
+         "--workers", "0", "--out", str(tmp_path / "stt"))  # fmt: skip
     metrics = json.loads((tmp_path / "stt" / "metrics.json").read_text())
     assert (metrics["data"], metrics["dataset"], metrics["protocol"]) == ("real", "ckplus", "subject")
     assert sum(metrics["support"].values()) == metrics["samples"] > 20  # fold 1's held-out sequences
