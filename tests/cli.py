@@ -1,4 +1,4 @@
-"""The training tools run in this process, where a fresh interpreter would only add start-up.
+"""Our ``python -m`` tools run in this process, where a fresh interpreter would only add start-up.
 
 A ``train.stt`` process spends ~6 s before and around its work on 2 cores: the interpreter and
 torch (~3.5 s), then torch._dynamo, which torch imports in the first optimizer's constructor
@@ -8,6 +8,7 @@ and tests that need a real process (signals, the one-line print, exit codes) sti
 """
 
 import contextlib
+import importlib
 import io
 
 import pytest
@@ -16,31 +17,31 @@ import torch
 from edge_fer.errors import EdgeFerError
 
 
-def ran(main, *args: str) -> str:
-    """Run a tool's entry point (taking argv) on ``args``; its stdout. torch's thread count is
-    put back after it (a run sets its own).
+def ran(module: str, *args: str) -> str:
+    """``python -m MODULE ARGS`` (e.g. "train.stt") run by the module's ``main``; its stdout.
+    torch's thread count is put back after it (a run sets its own).
 
     Data loading must stay in this process (``--workers 0``; train.stt's default is one worker
     process): a DataLoader worker forked from the test process, which by then holds OpenVINO's,
     ONNX Runtime's and TFLite's threads, crashed it with a segmentation fault."""
     workers = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--workers"]
-    assert workers == ["0"] or (not workers and main.__module__ != "train.stt"), "pass --workers 0 in-process"
+    assert workers == ["0"] or (not workers and module != "train.stt"), "pass --workers 0 in-process"
     threads = torch.get_num_threads()
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out):
-            assert main(list(args)) in (0, None)
+            assert importlib.import_module(module).main(list(args)) in (0, None)
     finally:
         torch.set_num_threads(threads)
     return out.getvalue()
 
 
-def refused(main, *args: str) -> str:
-    """The message ``main`` (a tool's entry point, taking argv) refuses ``args`` with."""
+def refused(module: str, *args: str) -> str:
+    """The message ``python -m MODULE`` refuses ``args`` with (its ``EdgeFerError``)."""
     threads = torch.get_num_threads()
     try:
         with pytest.raises(EdgeFerError) as caught:
-            main(list(args))
+            importlib.import_module(module).main(list(args))
     finally:
         torch.set_num_threads(threads)
     return str(caught.value)

@@ -241,27 +241,12 @@ def test_clip_probabilities_follow_the_model_classes(au_set):
         clip_probabilities(records, ("happy", "contempt"))
 
 
-def trained(*args: str) -> str:
-    """A train.stt run in this process (tests/cli.py); its stdout."""
-    from train.stt import main
-
-    return cli.ran(main, *args)
-
-
-def refused(*args: str) -> str:
-    """train.stt's refusal of ``args``, in this process (tests/cli.py)."""
-    from train.stt import main
-
-    return cli.refused(main, *args)
-
-
 def test_train_stt_with_a_teacher_records_it(au_set, tmp_path):
     need_teacher()
     run = tmp_path / "run"
     args = ["--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--epochs", "1", "--batch-size", "4"]
-    trained(
-        *args, "--workers", "0", "--single-frame", "--teacher", "fer2013", "--teacher-weight", "0.8", "--out", str(run)
-    )
+    args += ["--workers", "0", "--single-frame", "--teacher", "fer2013", "--teacher-weight", "0.8"]
+    cli.ran("train.stt", *args, "--out", str(run))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["teacher"] == {
         "name": "fer2013",
@@ -279,12 +264,12 @@ def test_train_stt_lets_the_teacher_lead_on_named_classes(au_set, tmp_path):
     args = ["--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
     args += ["--workers", "0", "--single-frame", "--teacher", "fer2013", "--threads", "1", "--epochs", "1"]
     run = tmp_path / "run"
-    trained(*args, "--teacher-leads", "neutral", "--out", str(run))
+    cli.ran("train.stt", *args, "--teacher-leads", "neutral", "--out", str(run))
     teacher = json.loads((run / "metrics.json").read_text())["teacher"]
     assert teacher["leads"] == ["neutral"] and "except neutral" in teacher["targets"]
     raw = ["--teacher-leads", "neutral", "--teacher-targets", "raw"]
     for extra, says in ((["--teacher-leads", "calm"], "not a class"), (raw, "adjusted")):
-        assert says in refused(*args, *extra, "--out", str(tmp_path / "bad"))
+        assert says in cli.refused("train.stt", *args, *extra, "--out", str(tmp_path / "bad"))
 
 
 def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tmp_path):
@@ -292,7 +277,7 @@ def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tm
     run = tmp_path / "run"
     args = ["--dataset", "dfew", "--root", str(au_set), "--fold", "1", "--batch-size", "4"]
     args += ["--workers", "0", "--single-frame", "--teacher", "fer2013", "--threads", "1"]
-    trained(*args, "--epochs", "1", "--teacher-features", "1.0", "--out", str(run))
+    cli.ran("train.stt", *args, "--epochs", "1", "--teacher-features", "1.0", "--out", str(run))
     from edge_fer.models.checkpoint import load_model, read_checkpoint
 
     assert json.loads((run / "metrics.json").read_text())["teacher"]["features"]["weight"] == 1.0
@@ -301,13 +286,13 @@ def test_train_stt_distils_the_teacher_feature_map_into_a_frame_trunk(au_set, tm
     assert not any("project" in key for key in payload["state_dict"])
     assert read_checkpoint(run / "last.pt")["loss_state"]["features.project.weight"].shape == (128, 64, 1, 1)
     plain = tmp_path / "plain"
-    trained(*args, "--epochs", "1", "--out", str(plain))
+    cli.ran("train.stt", *args, "--epochs", "1", "--out", str(plain))
     trunk = read_checkpoint(plain / "last.pt")["state_dict"]
     taught = read_checkpoint(run / "last.pt")["state_dict"]
     assert not torch.equal(trunk["trunk.conv1.weight"], taught["trunk.conv1.weight"])
     # Resuming reloads the projection; a resume with other flags, or a wrong flag, is one line.
-    trained(*args, "--epochs", "1", "--teacher-features", "1.0", "--out", str(run), "--resume")
-    assert "--teacher-features" in refused(*args, "--epochs", "1", "--out", str(run), "--resume")
+    cli.ran("train.stt", *args, "--epochs", "1", "--teacher-features", "1.0", "--out", str(run), "--resume")
+    assert "--teacher-features" in cli.refused("train.stt", *args, "--epochs", "1", "--out", str(run), "--resume")
     clip_args = [a for a in args if a != "--single-frame"]
-    clip_out = ("--out", str(tmp_path / "clip"))
-    assert "--single-frame" in refused(*clip_args, "--epochs", "1", "--teacher-features", "1", *clip_out)
+    clip_args += ["--epochs", "1", "--teacher-features", "1", "--out", str(tmp_path / "clip")]
+    assert "--single-frame" in cli.refused("train.stt", *clip_args)

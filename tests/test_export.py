@@ -1,6 +1,5 @@
 """Exports: sidecars, every OpenVINO precision, the streaming pair, Q/DQ for TensorRT, bad input."""
 
-import importlib
 import json
 import os
 import subprocess
@@ -41,16 +40,6 @@ def run(*args, env=None):
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env or ENV, timeout=900
     )
-
-
-def tool(module: str, *args: str) -> str:
-    """``python -m MODULE ARGS`` in this process (tests/cli.py: no interpreter start-up); its stdout."""
-    return cli.ran(importlib.import_module(module).main, *args)
-
-
-def refused(module: str, *args: str) -> str:
-    """The message ``python -m MODULE`` refuses ``args`` with, in this process (tests/cli.py)."""
-    return cli.refused(importlib.import_module(module).main, *args)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +121,7 @@ def test_onnx_cli_all_parts_with_verified_sidecars(checkpoint, data, tmp_path):
 
 def test_corrupt_or_unknown_artifacts_are_refused(checkpoint, tmp_path):
     out = tmp_path / "model.onnx"
-    tool("export.onnx", "--checkpoint", str(checkpoint), "--out", str(out))
+    cli.ran("export.onnx", "--checkpoint", str(checkpoint), "--out", str(out))
     data = bytearray(out.read_bytes())
     data[len(data) // 2] ^= 0xFF
     out.write_bytes(bytes(data))
@@ -167,7 +156,7 @@ def streaming(backbone_path, head_path, clips, precision):
 def test_openvino_precisions_and_the_streaming_pair(checkpoint, openvino_export, clips, unit, tmp_path, precision):
     if precision == "fp32":
         out = tmp_path / precision
-        tool("export.openvino", "--checkpoint", str(checkpoint), "--precision", precision, "--out", str(out))
+        cli.ran("export.openvino", "--checkpoint", str(checkpoint), "--precision", precision, "--out", str(out))
     else:  # exported once for this and the choice tests (tests/conftest.py)
         out = openvino_export(precision)
     paths = {"model": out / "model.xml", "backbone": out / "model.backbone.xml", "head": out / "model.head.xml"}
@@ -208,7 +197,7 @@ def test_frame_path_stays_float_in_post_training_int8(checkpoint, calib, tmp_pat
     source = tmp_path / "frame_path.pt"
     save_checkpoint(source, model=model, preset=preset, kind="stt")
     out = tmp_path / "int8"
-    tool(
+    cli.ran(
         "export.openvino", "--checkpoint", str(source), "--precision", "int8", "--calib", str(calib), "--out", str(out)
     )
     for name in ("model.xml", "model.head.xml"):
@@ -233,9 +222,9 @@ def build_model_from(checkpoint):
 def test_int8_without_calibration_fails_cleanly_and_writes_nothing(checkpoint, tmp_path):
     out = tmp_path / "int8"
     int8 = ("--checkpoint", str(checkpoint), "--precision", "int8", "--out", str(out))
-    assert "calibration" in refused("export.openvino", *int8)
+    assert "calibration" in cli.refused("export.openvino", *int8)
     assert not out.exists() or not any(out.iterdir())
-    assert "does not exist" in refused("export.openvino", *int8, "--calib", str(tmp_path / "nope.npz"))
+    assert "does not exist" in cli.refused("export.openvino", *int8, "--calib", str(tmp_path / "nope.npz"))
     bad = run("-m", "export.openvino", "--checkpoint", str(checkpoint), "--precision", "int4", "--out", str(out))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "int4" in bad.stderr
 
@@ -243,12 +232,12 @@ def test_int8_without_calibration_fails_cleanly_and_writes_nothing(checkpoint, t
 def test_existing_artifacts_need_force(checkpoint, tmp_path):
     out = tmp_path / "fp32"
     args = ["--checkpoint", str(checkpoint), "--precision", "fp32", "--out", str(out)]
-    tool("export.openvino", *args)
+    cli.ran("export.openvino", *args)
     before = (out / "model.xml").read_bytes()
     again = run("-m", "export.openvino", *args)  # a real process: the one-line print and exit code
     assert again.returncode == 1 and "--force" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     assert (out / "model.xml").read_bytes() == before
-    tool("export.openvino", *args, "--force")
+    cli.ran("export.openvino", *args, "--force")
 
 
 def qdq_types(model: onnx.ModelProto) -> set[str]:
@@ -344,7 +333,7 @@ def test_tensorrt_qat_exports_signed_int8_qdq_matching_torch(qat_checkpoints, cl
     from edge_fer.models.checkpoint import load_model
 
     out = tmp_path / "qat.onnx"
-    tool("export.onnx", "--checkpoint", str(qat_checkpoints["tensorrt"]), "--out", str(out), "--part", "all")
+    cli.ran("export.onnx", "--checkpoint", str(qat_checkpoints["tensorrt"]), "--out", str(out), "--part", "all")
     for path in (out, tmp_path / "qat.backbone.onnx", tmp_path / "qat.head.onnx"):
         graph = onnx.load(str(path))
         onnx.checker.check_model(graph)
@@ -369,7 +358,7 @@ def test_tensorrt_qat_exports_signed_int8_qdq_matching_torch(qat_checkpoints, cl
 
 def test_openvino_qat_ir_and_tensorrt_refusal(qat_checkpoints, tmp_path):
     ov_out = tmp_path / "ov"
-    tool(
+    cli.ran(
         "export.openvino",
         "--checkpoint",
         str(qat_checkpoints["openvino"]),
@@ -381,7 +370,7 @@ def test_openvino_qat_ir_and_tensorrt_refusal(qat_checkpoints, tmp_path):
     )
     assert read_artifact(ov_out / "model.xml").meta["quantization"] == {"method": "nncf-qat", "target": "openvino"}
     trt = ("--checkpoint", str(qat_checkpoints["openvino"]), "--precision", "int8", "--out", str(tmp_path / "m.engine"))
-    assert "signed INT8" in refused("export.trt", *trt)
+    assert "signed INT8" in cli.refused("export.trt", *trt)
     assert not (tmp_path / "m.int8.onnx").exists()
 
 
@@ -467,20 +456,20 @@ def test_calibration_cli_is_stratified_cached_and_tamper_checked(checkpoint, dat
         "--out",
         str(out),
     ]
-    summary = json.loads(tool("calibration.__main__", *args))
+    summary = json.loads(cli.ran("calibration.__main__", *args))
     assert summary["per_class"] == {str(c): 2 for c in range(7)}
-    again = tool("calibration.__main__", *args)
+    again = cli.ran("calibration.__main__", *args)
     assert "up to date" in again and summary["sha256"] in again
     with np.load(out) as content:
         images, labels, meta = content["images"].copy(), content["labels"], content["meta"]
     images[0, 0, 0, 0, 0] ^= 1
     np.savez(out, images=images, labels=labels, meta=meta)
-    assert "does not match its recorded hash" in refused("calibration.__main__", *args)
+    assert "does not match its recorded hash" in cli.refused("calibration.__main__", *args)
 
 
 def test_latency_benchmark_runs(checkpoint, tmp_path):
     onnx_path = tmp_path / "model.onnx"
-    tool("export.onnx", "--checkpoint", str(checkpoint), "--out", str(onnx_path))
+    cli.ran("export.onnx", "--checkpoint", str(checkpoint), "--out", str(onnx_path))
     result = run(
         "-m",
         "benchmarks.latency",

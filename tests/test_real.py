@@ -18,13 +18,6 @@ from benchmarks.real_int8 import write_report
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _train(module: str, *args: str) -> str:
-    """``python -m train.htnet|train.stt ARGS`` in this process (tests/cli.py); its stdout."""
-    import importlib
-
-    return cli.ran(importlib.import_module(module).main, *args)
-
-
 def _run(*args: str) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -34,7 +27,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_htnet_megc2019_loso_reports_both_protocols_per_source(tmp_path):
     root = megc_layout(tmp_path / "megc")
     out = tmp_path / "run"
-    _train("train.htnet", "--dataset", "megc2019", "--root", str(root), "--loso", "--epochs", "2", "--threads", "1",
+    cli.ran("train.htnet", "--dataset", "megc2019", "--root", str(root), "--loso", "--epochs", "2", "--threads", "1",
          "--out", str(out))  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"] == "loso-honest" and metrics["folds"] == len(MEGC_ROWS)
@@ -59,11 +52,11 @@ def test_htnet_megc2019_loso_reports_both_protocols_per_source(tmp_path):
 
 def test_real_megc2019_and_ckplus_train_smoke(tmp_path):
     megc, ck = need(MEGC2019), need(CKPLUS48)
-    _train("train.htnet", "--dataset", "megc2019", "--root", str(megc), "--epochs", "1", "--threads", "2",
+    cli.ran("train.htnet", "--dataset", "megc2019", "--root", str(megc), "--epochs", "1", "--threads", "2",
          "--out", str(tmp_path / "htnet"))  # fmt: skip
     metrics = json.loads((tmp_path / "htnet" / "metrics.json").read_text())
     assert metrics["data"] == "real" and metrics["dataset"] == "megc2019"
-    _train("train.stt", "--dataset", "ckplus", "--root", str(ck), "--fold", "1", "--epochs", "1", "--threads", "2",
+    cli.ran("train.stt", "--dataset", "ckplus", "--root", str(ck), "--fold", "1", "--epochs", "1", "--threads", "2",
          "--workers", "0", "--out", str(tmp_path / "stt"))  # fmt: skip
     metrics = json.loads((tmp_path / "stt" / "metrics.json").read_text())
     assert (metrics["data"], metrics["dataset"], metrics["protocol"]) == ("real", "ckplus", "subject")
@@ -118,14 +111,14 @@ def test_htnet_qat_fine_tunes_every_loso_fold_model(tmp_path, monkeypatch):
          str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT
     )  # fmt: skip
     assert missing.returncode != 0 and "best.pt is absent" in missing.stderr and "Traceback" not in missing.stderr
-    _train("train.htnet", *common, "--out", str(tmp_path / "float"))  # fold models not kept
+    cli.ran("train.htnet", *common, "--out", str(tmp_path / "float"))  # fold models not kept
     refused = subprocess.run(
         [sys.executable, "-m", "train.htnet", *common, "--qat", "--from", str(tmp_path / "float"), "--out",
          str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT
     )  # fmt: skip
     assert refused.returncode != 0 and "--keep-fold-models" in refused.stderr
-    _train("train.htnet", *common, "--keep-fold-models", "--out", str(tmp_path / "float"), "--force")
-    _train("train.htnet", *common, "--qat", "--from", str(tmp_path / "float"), "--calib-samples", "4",
+    cli.ran("train.htnet", *common, "--keep-fold-models", "--out", str(tmp_path / "float"), "--force")
+    cli.ran("train.htnet", *common, "--qat", "--from", str(tmp_path / "float"), "--calib-samples", "4",
          "--keep-fold-models", "--out", str(tmp_path / "qat"))  # fmt: skip
     metrics = json.loads((tmp_path / "qat" / "metrics.json").read_text())
     assert metrics["model"].startswith("htnet QAT") and metrics["folds"] == len(MEGC_ROWS)

@@ -25,21 +25,6 @@ def train_stt(*args):
     )
 
 
-def trained(*args) -> str:
-    """A train.stt run in this process (tests/cli.py); its stdout."""
-    from train.stt import main
-
-    return cli.ran(main, *args)
-
-
-def refused(*args) -> str:
-    """train.stt's refusal of ``args``, in this process (tests/cli.py); test_stt_run_folder
-    checks the one-line print and exit code through a real process."""
-    from train.stt import main
-
-    return cli.refused(main, *args)
-
-
 @pytest.fixture(scope="module")
 def dfer(tmp_path_factory):
     return write_dfer(tmp_path_factory.mktemp("dfer"), clips=35, seed=1, workers=2)
@@ -70,16 +55,15 @@ def test_stt_run_folder(dfer, stt_run):
     model, preset, payload = load_model(run / "best.pt")  # weights_only loading
     assert preset.name == "stt_tiny" and payload["dataset"]["fold"] == 2
     assert model(model.example_input("full", 1)).shape == (1, 7)
-    # A second run into the same folder needs --resume or --force.
+    # A second run into the same folder needs --resume or --force (a real process: one line, exit code 1).
     again = train_stt(*EXACT, "--root", str(dfer), "--out", str(run))
     assert again.returncode == 1 and "--resume" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_killed_run_resumes_to_the_same_result(dfer, stt_run, tmp_path):
-    exact, reference = EXACT, stt_run
     killed = tmp_path / "killed"
     process = subprocess.Popen(
-        [sys.executable, "-m", "train.stt", *exact, "--root", str(dfer), "--out", str(killed)],
+        [sys.executable, "-m", "train.stt", *EXACT, "--root", str(dfer), "--out", str(killed)],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.DEVNULL,
@@ -94,13 +78,13 @@ def test_killed_run_resumes_to_the_same_result(dfer, stt_run, tmp_path):
     process.wait()
     assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
 
-    resumed = train_stt(*exact, "--root", str(dfer), "--out", str(killed), "--resume")
+    resumed = train_stt(*EXACT, "--root", str(dfer), "--out", str(killed), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
     ours = json.loads((killed / "metrics.json").read_text())
-    theirs = json.loads((reference / "metrics.json").read_text())
+    theirs = json.loads((stt_run / "metrics.json").read_text())
     assert ours == theirs
-    a, b = read_checkpoint(killed / "best.pt")["state_dict"], read_checkpoint(reference / "best.pt")["state_dict"]
+    a, b = read_checkpoint(killed / "best.pt")["state_dict"], read_checkpoint(stt_run / "best.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -156,7 +140,7 @@ def test_eval_cli_reproduces_the_training_metrics(dfer, stt_run, tmp_path):
 
 def test_single_frame_baseline_trains(dfer, tmp_path):
     run = tmp_path / "frame"  # one epoch: what is checked is how its trunk is carried, not how good it is
-    trained(*STT_ARGS, "--root", str(dfer), "--out", str(run), "--single-frame", "--epochs", "1")
+    cli.ran("train.stt", *STT_ARGS, "--root", str(dfer), "--out", str(run), "--single-frame", "--epochs", "1")
     frame_model, _, payload = load_model(run / "best.pt")
     assert payload["model_kind"] == "frame_baseline"
 
@@ -164,18 +148,19 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
     # as loaded (weights and BatchNorm statistics), while the rest of the model learns.
     stt = tmp_path / "stt"
     frozen = ["--pretrained", str(run / "best.pt"), "--freeze-trunk", "--epochs", "2", "--threads", "1"]
-    trained(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *frozen)
+    cli.ran("train.stt", *STT_ARGS, "--root", str(dfer), "--out", str(stt), *frozen)
     model, _, _ = load_model(stt / "best.pt")
     expected = frame_model.trunk.state_dict()
     assert all(torch.equal(value, expected[key]) for key, value in model.backbone.trunk.state_dict().items())
     last = read_checkpoint(stt / "last.pt")
     assert last["optimizer"]["state"]  # something else was trained
-    assert "--pretrained" in refused(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "x"), "--freeze-trunk")
+    bare = [*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "x"), "--freeze-trunk"]
+    assert "--pretrained" in cli.refused("train.stt", *bare)
 
     # The frozen trunk's features computed once per view: with a view for every epoch, the run
     # the uncached one made (same samples in the same order; only the trunk's batches differ).
     cached = tmp_path / "cached"
-    result = trained(*STT_ARGS, "--root", str(dfer), "--out", str(cached), *frozen, "--trunk-views", "2")
+    result = cli.ran("train.stt", *STT_ARGS, "--root", str(dfer), "--out", str(cached), *frozen, "--trunk-views", "2")
     assert "features computed for 2 view(s)" in result
     weights, reference = read_checkpoint(cached / "last.pt"), read_checkpoint(stt / "last.pt")
     assert weights["trunk_views"] == 2 and reference["trunk_views"] is None
@@ -183,12 +168,13 @@ def test_single_frame_baseline_trains(dfer, tmp_path):
         assert torch.allclose(weights["state_dict"][key], value, atol=1e-4), key
     # One view for two epochs: the second epoch sees the first one's views again, so it learns otherwise.
     once = tmp_path / "once"
-    trained(*STT_ARGS, "--root", str(dfer), "--out", str(once), *frozen, "--trunk-views", "1")
+    cli.ran("train.stt", *STT_ARGS, "--root", str(dfer), "--out", str(once), *frozen, "--trunk-views", "1")
     head = read_checkpoint(once / "last.pt")["state_dict"]
     assert any(not torch.allclose(head[key], value, atol=1e-4) for key, value in reference["state_dict"].items())
     assert all(torch.equal(head[key], value) for key, value in reference["state_dict"].items() if ".trunk." in key)
     for flags in (["--trunk-views", "1"], [*frozen, "--trunk-views", "1", "--single-frame"]):
-        assert "--trunk-views" in refused(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), *flags)
+        bad = [*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), *flags]
+        assert "--trunk-views" in cli.refused("train.stt", *bad)
 
 
 def test_frame_path_keeps_the_frame_models_reading(dfer, tmp_path):
@@ -196,10 +182,10 @@ def test_frame_path_keeps_the_frame_models_reading(dfer, tmp_path):
     the mean token. After training, with the transformer's own classifier zeroed, the STT reads
     a clip exactly as the frame model's mean over its frames; the transformer has learnt."""
     frame = tmp_path / "frame"
-    trained(*STT_ARGS, "--root", str(dfer), "--out", str(frame), "--single-frame", "--epochs", "1")
+    cli.ran("train.stt", *STT_ARGS, "--root", str(dfer), "--out", str(frame), "--single-frame", "--epochs", "1")
     carried = ["--pretrained", str(frame / "best.pt"), "--freeze-trunk", "--trunk-views", "1", "--frame-path"]
     stt = tmp_path / "stt"
-    trained(*STT_ARGS, "--root", str(dfer), "--out", str(stt), *carried, "--epochs", "2", "--threads", "1")
+    cli.ran("train.stt", *STT_ARGS, "--root", str(dfer), "--out", str(stt), *carried, "--epochs", "2", "--threads", "1")
     model, preset, payload = load_model(stt / "best.pt")
     assert preset.arch["frame_path"] is True and payload["frame_path"] == str(frame / "best.pt")
     assert json.loads((stt / "metrics.json").read_text())["frame_path"] == str(frame / "best.pt")
@@ -214,7 +200,8 @@ def test_frame_path_keeps_the_frame_models_reading(dfer, tmp_path):
         assert not torch.allclose(learnt, frames_mean, atol=1e-3)
     assert read_checkpoint(stt / "last.pt")["optimizer"]["state"]
     again = [*STT_ARGS, "--root", str(dfer), "--out", str(stt), *carried[:-1], "--epochs", "2", "--resume"]
-    assert "resume with the same flags" in refused(*again)  # resumed without --frame-path: another model
+    # resumed without --frame-path: another model
+    assert "resume with the same flags" in cli.refused("train.stt", *again)
 
     # Refused with one line: no frame model, a clip model as the source, a frame model as the target.
     stt_source = ["--pretrained", str(stt / "best.pt"), "--frame-path"]
@@ -223,7 +210,8 @@ def test_frame_path_keeps_the_frame_models_reading(dfer, tmp_path):
         (stt_source, "needs a --single-frame checkpoint"),
         ([*carried[:2], "--frame-path", "--single-frame"], "without --single-frame"),
     ):
-        assert message in refused(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), *flags)
+        bad = [*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), *flags]
+        assert message in cli.refused("train.stt", *bad)
 
 
 def test_trunk_feature_cache_refuses_to_outgrow_memory(dfer, monkeypatch):
@@ -271,15 +259,14 @@ def test_steps_per_epoch_caps_each_epoch_and_the_schedule(dfer, tmp_path, monkey
     history = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert history[-1]["lr"] == 0.0 and history[0]["lr"] > 0
     zero = ("--steps-per-epoch", "0")
-    assert "--steps-per-epoch" in refused(*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), *zero)
+    bad = [*STT_ARGS, "--root", str(dfer), "--out", str(tmp_path / "bad"), *zero]
+    assert "--steps-per-epoch" in cli.refused("train.stt", *bad)
 
 
 def test_htnet_loso_run(tmp_path):
     root = write_micro(tmp_path / "me", subjects=3, clips_per_subject=6, seed=2, workers=2)
     run = tmp_path / "run"
-    from train.htnet import main
-
-    cli.ran(main, "--dataset", "casme2", "--root", str(root), "--loso", "--epochs", "3", "--out", str(run))
+    cli.ran("train.htnet", "--dataset", "casme2", "--root", str(root), "--loso", "--epochs", "3", "--out", str(run))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["protocol"] == "loso-honest" and metrics["folds"] == 3 and metrics["samples"] == 18
     assert {"uf1", "uar"} <= set(metrics)
