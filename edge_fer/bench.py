@@ -19,7 +19,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from edge_fer.artifacts import ARTIFACT_KINDS, is_artifact
 from edge_fer.artifacts import RUNS_ON as ARTIFACT_RUNS_ON
 from edge_fer.data.spec import DataSpec
 from edge_fer.errors import ArtifactError, EdgeFerError
+from edge_fer.runtime.memory import peak_rss_mib
 
 __all__ = ["Config", "discover", "plan", "run_bench", "compare", "pareto_front", "SCHEMA"]
 
@@ -221,7 +221,7 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
         result["stream_frame_ms"] = _streaming_cost(path, config, task)
     if task.get("eval") and task.get("with_accuracy") and _family_of(task["eval"]["dataset"]) == preset.family:
         result.update(_accuracy(path, config, task["eval"], preset.family))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mib()  # the row process's own (ru_maxrss would carry the parent's)
     return result
 
 

@@ -98,6 +98,7 @@ def test_camera_on_real_face_video_keeps_ids_and_emits_only_for_faces(models, vi
     assert stats["frames"] == script["frames"]
     assert stats["model"]["streaming"] is True
     assert set(stats["stage_ms"]) >= {"decode", "detect", "track", "align", "infer", "post"}
+    assert stats["peak_rss_mb"] > 50  # the camera's own peak: OpenCV, a backend, two models
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
     assert events and all(e["kind"] == "expression" for e in events)
     assert {"t", "frame", "track", "box", "label", "probs", "kind", "latency_ms"} <= set(events[0])

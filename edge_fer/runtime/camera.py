@@ -29,6 +29,7 @@ from typing import Any
 
 from edge_fer.errors import SourceError
 from edge_fer.runtime.detection import open_face_detector
+from edge_fer.runtime.memory import peak_rss_mib, rss_mib
 from edge_fer.runtime.micro import MicroModel, MicroSpotter
 from edge_fer.runtime.pipeline import MultiPipeline, Pipeline, PipelineConfig, StageStats, as_bgr8
 from edge_fer.runtime.sinks import Display, EventLog, Recorder, draw_overlay
@@ -460,6 +461,7 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
             "backbone_frames": classifier.backbone_frames,
         },
         "label_age": stats.label_age(),
+        "peak_rss_mb": peak_rss_mib(),  # this process's own peak (memory.py: not ru_maxrss)
     }
     print(_stats_line(stats, elapsed, final=summary), file=sys.stderr)
     if config.stats_json:
@@ -486,16 +488,6 @@ def _reached(row: _SourceStats, max_frames: int | None) -> bool:
     return bool(max_frames) and row.frames >= max_frames
 
 
-def _rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def _interval(stats, elapsed: float, multi, sources) -> str:
     """One --stats-log line: this interval's frame times, RSS, tracks, drops."""
     import numpy as np
@@ -507,7 +499,7 @@ def _interval(stats, elapsed: float, multi, sources) -> str:
             "frames": stats.frames,
             "frame_ms_mean": round(float(recent.mean()), 3),
             "frame_ms_p99": round(float(np.percentile(recent, 99)), 3),
-            "rss_mb": _rss_mb(),
+            "rss_mb": rss_mib(),
             "tracks_open": sum(len(p.tracker.tracks) for p in multi.pipelines),
             "tracks_opened": sum(p.tracks_opened for p in multi.pipelines),
             "tracks_closed": sum(p.tracks_closed for p in multi.pipelines),
