@@ -12,8 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole product offline on a bundled default and write DIR/report.md",
         description="Generate the synthetic benchmark, train stt_tiny and htnet_light on the CPU, export ONNX, "
         "OpenVINO FP32/INT8 (PTQ and a short QAT) and the TensorRT-ready INT8 ONNX, benchmark them, run the camera "
-        "pipeline on a real-face video, and write DIR/report.md. About 7 minutes on 2 CPU cores (--quick: 3); "
-        "the expected and the measured time are printed.",
+        "pipeline on a real-face video, and write DIR/report.md. 5 to 10 minutes on 2 CPU cores, by the CPU "
+        "(--quick: 2 to 3); the expected time for this CPU is printed at the start, the measured one at the end.",
     )
     parser.add_argument("--out", type=Path, default=Path("edge-fer-demo"), help="output folder (default edge-fer-demo)")
     parser.add_argument(
