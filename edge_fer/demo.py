@@ -57,8 +57,8 @@ class DemoSizes:
 # (2026-12-02); expected_avx2_s on the same Xeon with torch's and oneDNN's kernels capped to AVX2:
 # 568 s (with 2100 clips 359 s; earlier days ran up to 1.55x slower than that day, docs/benchmarks.md). A
 # 2-core AMD EPYC Zen 3 (AVX2 only) took 449-693 s (2026-12-06/07, by the host's load); a Zen 5
-# (AVX-512 + VNNI + BF16) 321 s, capped to AVX2 370 s, --quick 119 s (2026-12-07). QUICK on a Zen 3 (AVX2 only) before the `au`
-# set, not re-timed.
+# (AVX-512 + VNNI + BF16) 321 s, capped to AVX2 370 s, --quick 119 s (2026-12-07). QUICK on a Zen 3
+# (AVX2 only) before the `au` set, not re-timed.
 FULL = DemoSizes(
     # 4200 rendered clips, not 2100: frame models trained on twice the renders read real faces
     # (CK+) better - 0.627 over 13 runs on three rendered sets against 0.559 over 9 (2-core Intel
