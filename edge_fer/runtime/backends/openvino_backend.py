@@ -37,6 +37,13 @@ class OpenVINOBackend(Backend):
         config: dict[str, str] = {}
         if threads:
             config["INFERENCE_NUM_THREADS"] = str(threads)
+        if device == "CPU":
+            # Pinned (the default), OpenVINO ties its threads, and the thread that calls it, to
+            # cores: several camera processes on one box then crowd the same cores (four on a
+            # 2-core Zen 4: 0.67x the wall time unpinned), and a detection started beside the
+            # loop (DetectionAhead) lands on the loop's own core. Unpinned cost nothing measured
+            # on one process (0.96-0.98x the wall time; Zen 4, Zen 5, Xeon): docs/benchmarks.md.
+            config["ENABLE_CPU_PINNING"] = "NO"
         if precision:
             # Without a hint, an "FP32" model runs in bf16 on CPUs with bf16 support.
             config["INFERENCE_PRECISION_HINT"] = precision
