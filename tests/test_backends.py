@@ -31,6 +31,30 @@ def test_backend_matches_torch(exported, name):
     assert np.abs(out - expected).max() < 1e-4
 
 
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_started_inference_gives_what_infer_gives_even_when_the_request_is_reused(exported, name, static_shapes):
+    # ``start`` runs on the request ``infer`` uses (OpenVINO: asynchronously): a result not yet
+    # collected when the next call comes must be copied out first, not overwritten.
+    if name not in available_backends():
+        pytest.skip(f"{name} not installed")
+    path, x, _ = exported
+    precision = "f32" if name == "openvino" else None
+    with open_backend(path, backend=name, precision=precision, static_shapes=static_shapes) as backend:
+        one, two = x[:1], x[1:2] * 0.5
+        expected_one, expected_two = backend.infer({"image": one})["logits"], backend.infer({"image": two})["logits"]
+        first = backend.start({"image": one})
+        second = backend.start({"image": two})  # collects the first before reusing its request
+        third = backend.infer({"image": one})["logits"]  # collects the second
+        np.testing.assert_array_equal(first.result()["logits"], expected_one)
+        np.testing.assert_array_equal(second.result()["logits"], expected_two)
+        np.testing.assert_array_equal(third, expected_one)
+        pending = backend.start({"image": two})
+    np.testing.assert_array_equal(pending.result()["logits"], expected_two)  # close() collected it
+    with pytest.raises(BackendError, match="expects shape"):
+        open_backend(path, backend=name).start({"image": x[:, :, :27]})
+
+
 def test_wrong_input_is_a_clear_error(exported):
     path, x, _ = exported
     backend = open_backend(path, backend="onnxruntime")

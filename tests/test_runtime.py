@@ -585,6 +585,40 @@ def test_two_file_sources_in_one_process_give_each_one_its_single_run_events(mod
     assert summary["model"]["head"] == "sync"
 
 
+def _boxes_per_frame(video_paths, *, ahead: bool):
+    """Each source's faces frame by frame, through ``MultiPipeline`` as ``edge-fer camera`` runs it."""
+    from edge_fer.runtime.detection import open_face_detector
+    from edge_fer.runtime.pipeline import MultiPipeline, Pipeline, PipelineConfig
+    from edge_fer.runtime.sources import SourceSet
+
+    detector = open_face_detector(backend="openvino")
+    multi = MultiPipeline(
+        Pipeline(detector, None, config=PipelineConfig(detect_ahead=ahead), owns=(detector,)),
+        [str(p) for p in video_paths],
+    )
+    boxes = {}
+    with multi, SourceSet([parse_source(str(p)) for p in video_paths], queue_size=8) as sources:
+        while frames := sources.tick():
+            for stream, result in multi.process(frames, sources.peek() if ahead else None).items():
+                boxes[(stream, result.frame)] = [face["box"] for face in result.faces]
+    return boxes, multi.ahead.used if ahead else 0
+
+
+def test_detection_started_ahead_finds_what_detecting_on_each_frame_finds(video, second_video):
+    # OpenVINO runs a file's next due detection on its own threads beside the loop's tick;
+    # the faces, boxes and tracks must be those of detecting each frame when it comes.
+    pytest.importorskip("openvino")
+    paths = [video[0], second_video[0]]
+    ahead, used = _boxes_per_frame(paths, ahead=True)
+    each, _ = _boxes_per_frame(paths, ahead=False)
+    assert ahead.keys() == each.keys() and len(ahead) == video[1]["frames"] + second_video[1]["frames"]
+    for key, boxes in each.items():
+        np.testing.assert_allclose(ahead[key], boxes, atol=1e-3, err_msg=str(key))
+    assert sum(map(len, each.values())) > len(each) // 2  # faces were found
+    due = sum(1 for _, frame in each if frame % 5 == 0)
+    assert used >= due // 2, f"only {used} of {due} detections were started ahead"
+
+
 def _serve_then_die(data: bytes, cut: int):
     """An HTTP server on 127.0.0.1 that sends the first ``cut`` bytes of ``data`` to its first
     client, then drops the connection and stops listening (a camera that dies mid-stream)."""

@@ -306,7 +306,12 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
         if events:
             closers.append(events.close)
         sources = SourceSet(
-            specs, reconnect_timeout=config.reconnect_timeout, loop=config.loop, required=len(specs) == 1
+            specs,
+            reconnect_timeout=config.reconnect_timeout,
+            loop=config.loop,
+            required=len(specs) == 1,
+            # a file's due frame is read this many frames early, so its detection can start ahead
+            queue_size=max(4, config.detect_every + 3),
         )
         closers.append(sources.close)
         first = next(iter(sources.sources.values()))
@@ -366,7 +371,7 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
                         del frames[stream]
                 if not frames:
                     continue
-                results = multi.process(frames)
+                results = multi.process(frames, sources.peek())
                 for stream, result in results.items():
                     per_source[stream].frames += 1
                     per_source[stream].events += len(result.events)
@@ -447,6 +452,8 @@ def run_camera(config: CameraConfig, *, handle_signals: bool = True) -> dict[str
             for (stream, row), spec in zip(per_source.items(), specs)
         ],
         "detector": detector.name,
+        # due detections started a tick before their frame (files; MultiPipeline's DetectionAhead)
+        "detections_ahead": multi.ahead.used if multi.ahead is not None else 0,
         "model": None
         if classifier is None
         else {

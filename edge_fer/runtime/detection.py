@@ -32,6 +32,7 @@ from edge_fer.runtime.backends import AUTO_ORDER, Backend, available_backends, o
 __all__ = [
     "Detections",
     "FaceDetector",
+    "PendingDetections",
     "RetinaFaceDetector",
     "HaarFaceDetector",
     "open_face_detector",
@@ -90,8 +91,27 @@ class FaceDetector:
     def detect(self, frame: np.ndarray) -> Detections:
         raise NotImplementedError
 
+    def start(self, frame: np.ndarray) -> PendingDetections:
+        """Start detecting in ``frame`` and return; ``result()`` gives ``detect(frame)``. A detector
+        whose backend runs beside the caller (OpenVINO) returns at once, the others detect now.
+        One at a time, as ``Backend.start``."""
+        done = self.detect(frame)
+        return PendingDetections(lambda: done)
+
     def close(self) -> None:
         pass
+
+
+class PendingDetections:
+    """Detections being computed (``FaceDetector.start``); ``result()`` waits for them, once."""
+
+    def __init__(self, finish) -> None:
+        self._finish, self._result = finish, None
+
+    def result(self) -> Detections:
+        if self._result is None:
+            self._result, self._finish = self._finish(), None
+        return self._result
 
 
 # RetinaFace-MobileNet0.25 anchor configuration (the biubug6/Pytorch_Retinaface "mnet" config).
@@ -155,12 +175,23 @@ class RetinaFaceDetector(FaceDetector):
         self.max_side = max_side
 
     def detect(self, frame: np.ndarray) -> Detections:
+        blob, scale = self._input(frame)
+        return self._decode(self.backend.infer({"input": blob}), blob.shape[2:], scale)
+
+    def start(self, frame: np.ndarray) -> PendingDetections:
+        blob, scale = self._input(frame)
+        pending = self.backend.start({"input": blob})
+        return PendingDetections(lambda: self._decode(pending.result(), blob.shape[2:], scale))
+
+    def _input(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR frame, got {frame.shape} {frame.dtype}")
-        blob, scale = detector_input(frame, self.max_side)
-        out = self.backend.infer({"input": blob})
+        return detector_input(frame, self.max_side)
+
+    def _decode(self, out: dict[str, np.ndarray], size: tuple[int, int], scale: float) -> Detections:
+        """Boxes, scores and landmarks in frame pixels from RetinaFace's outputs for an input of ``size``."""
         loc, conf, marks = out["loc"][0], out["conf"][0], out["landmarks"][0]
-        priors = _priors(*blob.shape[2:])
+        priors = _priors(*size)
         keep = conf[:, 1] > self.score_threshold
         if not keep.any():
             return Detections.empty()

@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_fer.errors import SourceError
 from edge_fer.preprocessing.align import align_face
-from edge_fer.runtime.detection import FaceDetector
+from edge_fer.runtime.detection import Detections, FaceDetector, PendingDetections
 from edge_fer.runtime.micro import MicroSpotter
 from edge_fer.runtime.sources import Frame
 from edge_fer.runtime.streaming import StreamingClassifier
@@ -38,6 +38,7 @@ class PipelineConfig:
     max_faces: int = 8
     max_missed: int = 30  # frames a track survives unseen
     async_head: bool = False  # run the clip head in a worker thread beside the frame loop
+    detect_ahead: bool = True  # start a file's next due detection a tick early (MultiPipeline)
 
 
 @dataclass
@@ -171,16 +172,17 @@ class Pipeline:
         _loop_took(self.classifier, _since(began) - seen.stage["infer"])
         return result
 
-    def observe(self, frame: Frame) -> _Observed:
-        """Detect (every ``detect_every`` frames), track, align, and push each face's crop to its clip."""
+    def observe(self, frame: Frame, started: PendingDetections | None = None) -> _Observed:
+        """Detect (every ``detect_every`` frames), track, align, and push each face's crop to its
+        clip. ``started``: this frame's detection, started earlier (``DetectionAhead``)."""
         stage = dict.fromkeys(STAGES, 0.0)
         stage["decode"] = frame.decode_ms
         image = as_bgr8(frame.image)
-        detections = None
-        detected = frame.index % self.config.detect_every == 0
+        detections: Detections | None = None
+        detected = self.due_for_detection(frame)
         clock = time.perf_counter()
         if detected:
-            detections = self.detector.detect(image)
+            detections = started.result() if started is not None else self.detector.detect(image)
             stage["detect"] = _since(clock)
         clock = time.perf_counter()
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -200,6 +202,9 @@ class Pipeline:
                 self.classifier.push((self.stream, track.id), frame.time, crop)
         stage["align"] = _since(clock)
         return _Observed(frame, gray, visible, stage, detected)
+
+    def due_for_detection(self, frame: Frame) -> bool:
+        return frame.index % self.config.detect_every == 0
 
     def due(self, seen: _Observed) -> list[tuple[int, int]]:
         """Classifier keys of this frame's visible faces whose label is due."""
@@ -319,12 +324,27 @@ class MultiPipeline:
         self.config = first.config
         self._held: dict[int, list] = {}  # async predictions for a source absent from the tick they came in
         self._held_origin: dict[int, Frame] = {}
+        self.ahead = DetectionAhead(first.detector, first.due_for_detection) if self.config.detect_ahead else None
 
-    def process(self, frames: dict[int, Frame]) -> dict[int, FrameResult]:
+    def process(
+        self, frames: dict[int, Frame], upcoming: dict[int, list[Frame]] | None = None
+    ) -> dict[int, FrameResult]:
         """One tick: a frame from some (or all) sources -> each one's ``FrameResult``. The head's
-        time is split evenly over the tick's sources."""
+        time is split evenly over the tick's sources. ``upcoming``: each file source's frames
+        read but not yet taken (``SourceSet.peek``), whose next due detection is started now to
+        run beside this tick's work."""
         began = time.perf_counter()
-        seen = {stream: self.pipelines[stream].observe(frame) for stream, frame in frames.items()}
+        started: dict[int, PendingDetections | None] = dict.fromkeys(frames)
+        ahead_ms = 0.0
+        if self.ahead is not None:
+            started = {stream: self.ahead.take(stream, frame.index) for stream, frame in frames.items()}
+            if upcoming:
+                clock = time.perf_counter()
+                self.ahead.start_next(upcoming, frames)
+                ahead_ms = _since(clock)
+        seen = {stream: self.pipelines[stream].observe(frame, started[stream]) for stream, frame in frames.items()}
+        for observed in seen.values():
+            observed.stage["detect"] += ahead_ms / len(seen)
         by_stream: dict[int, list] = {stream: self._held.pop(stream, []) for stream in frames}
         origins: dict[int, Frame] = {s: self._held_origin.pop(s, frame) for s, frame in frames.items()}
         if self.classifier is not None:
@@ -360,6 +380,53 @@ class MultiPipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class DetectionAhead:
+    """Detection started a tick before its frame is processed (``MultiPipeline``).
+
+    Each tick starts the detector on the earliest due frame among those the file sources have
+    read but the loop has not taken yet; OpenVINO runs it on its own threads, with no Python
+    thread behind it, while the loop tracks, aligns and classifies this tick's frames. One
+    detection in flight, on the detector's one request, started and collected only by the
+    loop's thread: no more memory, nothing shared between threads (a pool of requests started
+    from the capture threads doubled the peak RSS and deadlocked in OpenVINO 2026.4;
+    docs/benchmarks.md). Where the detector's backend runs inference in the caller (ONNX
+    Runtime) this is the same work, moved a tick earlier.
+    """
+
+    def __init__(self, detector: FaceDetector, due) -> None:
+        self.detector, self.due = detector, due
+        self.started: dict[tuple[int, int], PendingDetections] = {}
+        self.used = 0  # detections taken from here rather than run on their own frame's tick
+
+    def take(self, stream: int, index: int) -> PendingDetections | None:
+        """The detection started for this frame, if any; forgets the stream's older ones (a
+        frame that never came)."""
+        for key in [key for key in self.started if key[0] == stream and key[1] < index]:
+            del self.started[key]
+        found = self.started.pop((stream, index), None)
+        self.used += found is not None
+        return found
+
+    def start_next(self, upcoming: dict[int, list[Frame]], taken: dict[int, Frame]) -> None:
+        """Start the earliest due frame in ``upcoming`` not started yet (ties: lowest stream)."""
+        candidates = [
+            (frame.index, stream, frame)
+            for stream, frames in upcoming.items()
+            for frame in frames
+            if self.due(frame)
+            and (stream, frame.index) not in self.started
+            and (stream not in taken or frame.index > taken[stream].index)
+        ]
+        if not candidates:
+            return
+        index, stream, frame = min(candidates, key=lambda c: (c[0], c[1]))
+        try:
+            image = as_bgr8(frame.image)
+        except SourceError:
+            return  # an unusable frame: the loop skips it when it comes
+        self.started[(stream, index)] = self.detector.start(image)
 
 
 def _loop_took(classifier: StreamingClassifier | None, ms: float) -> None:

@@ -241,6 +241,14 @@ class FrameSource:
             item.captured = time.perf_counter()
         return item
 
+    def peek(self) -> list[Frame]:
+        """A file's frames read but not yet taken, oldest first (a live source: none - its
+        queued frame may yet be replaced by a newer one)."""
+        if self.spec.live:
+            return []
+        with self._queue.mutex:
+            return [item for item in self._queue.queue if item is not _END]
+
     def close(self) -> None:
         self._stop.set()
         try:  # unblock a file reader waiting on a full queue
@@ -268,7 +276,7 @@ class SourceSet:
 
     Args:
         specs: from ``parse_source``, in stream order.
-        reconnect_timeout, loop: as ``FrameSource``.
+        reconnect_timeout, loop, queue_size: as ``FrameSource``.
         required: raise if a source cannot be opened (one source: the user's mistake is
             reported at once) instead of noting it in ``errors`` and going on without it.
 
@@ -277,7 +285,13 @@ class SourceSet:
     """
 
     def __init__(
-        self, specs: list[SourceSpec], *, reconnect_timeout: float = 30.0, loop: bool = False, required: bool = False
+        self,
+        specs: list[SourceSpec],
+        *,
+        reconnect_timeout: float = 30.0,
+        loop: bool = False,
+        required: bool = False,
+        queue_size: int = 4,
     ) -> None:
         self.specs = specs
         self.sources: dict[int, FrameSource] = {}
@@ -286,7 +300,7 @@ class SourceSet:
         for stream, spec in enumerate(specs):
             try:
                 self.sources[stream] = FrameSource(
-                    spec, reconnect_timeout=reconnect_timeout, loop=loop, arrived=self._arrived
+                    spec, reconnect_timeout=reconnect_timeout, queue_size=queue_size, loop=loop, arrived=self._arrived
                 )
             except SourceError as exc:
                 if required:
@@ -322,6 +336,10 @@ class SourceSet:
             if frames or not self.running or remaining <= 0:
                 return frames
             self._arrived.wait(remaining)
+
+    def peek(self) -> dict[int, list[Frame]]:
+        """Each running file source's frames read but not yet taken (``FrameSource.peek``)."""
+        return {stream: self.sources[stream].peek() for stream in self.running if stream not in self.live}
 
     def close(self) -> None:
         for source in self.sources.values():

@@ -9,7 +9,17 @@ import numpy as np
 
 from edge_fer.errors import BackendError
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "Pending"]
+
+
+class Pending:
+    """An inference started by ``Backend.start``: ``result()`` gives what ``infer`` would have."""
+
+    def __init__(self, outputs: dict[str, np.ndarray]) -> None:
+        self._outputs = outputs
+
+    def result(self) -> dict[str, np.ndarray]:
+        return self._outputs
 
 
 class Backend(abc.ABC):
@@ -31,6 +41,17 @@ class Backend(abc.ABC):
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on ``feed`` (every input, float32 arrays of matching rank/shape)."""
+        self._check(feed)
+        return self._run(feed)
+
+    def start(self, feed: Mapping[str, np.ndarray]) -> Pending:
+        """Start the model on ``feed`` and return at once where the backend can run it beside the
+        caller (OpenVINO); the others run it now. One at a time: the caller collects a pending
+        result before it starts or runs the next (a later call collects it first, if not)."""
+        self._check(feed)
+        return Pending(self._run(feed))
+
+    def _check(self, feed: Mapping[str, np.ndarray]) -> None:
         missing = set(self.inputs) - set(feed)
         if missing:
             raise BackendError(
@@ -43,7 +64,6 @@ class Backend(abc.ABC):
                     f"{self.name}: input {name!r} expects shape "
                     f"({', '.join('?' if s is None else str(s) for s in shape)}), got {array.shape}"
                 )
-        return self._run(feed)
 
     def close(self) -> None:
         """Release the model (idempotent)."""

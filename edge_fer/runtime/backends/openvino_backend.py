@@ -10,7 +10,7 @@ import numpy as np
 import openvino as ov
 
 from edge_fer.errors import BackendError
-from edge_fer.runtime.backends.base import Backend
+from edge_fer.runtime.backends.base import Backend, Pending
 from edge_fer.runtime.cpu import isa_cap
 
 __all__ = ["OpenVINOBackend"]
@@ -59,6 +59,7 @@ class OpenVINOBackend(Backend):
         self._compiling: dict[tuple, Future] = {}  # batch sizes compiling in the background
         self._compiler: ThreadPoolExecutor | None = None
         self._core, self._device, self._config = core, device, config
+        self._started: _Started | None = None  # the request ``start`` left running, until collected
         try:
             network = core.read_model(model, b"") if isinstance(model, bytes) else core.read_model(os.fspath(model))
             self.inputs = {
@@ -113,9 +114,29 @@ class OpenVINOBackend(Backend):
             raise _cannot_load(self._device, exc) from None
 
     def _run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._collect_started()
         if self._pad_batch:
             return self._run_batched(feed)
         return _infer(self._request_for(feed), feed)
+
+    def start(self, feed: Mapping[str, np.ndarray]) -> Pending:
+        """Start the request on ``feed`` and return: OpenVINO's own threads run it while the
+        caller (and Python) go on. The same request ``infer`` uses, so no more memory; a call
+        before this one is collected collects it first. Clip models (padded batches) run now."""
+        if self._pad_batch:
+            return super().start(feed)
+        self._check(feed)
+        self._collect_started()
+        request = self._request_for(feed)
+        request.start_async({k: np.ascontiguousarray(v) for k, v in feed.items()})
+        self._started = _Started(request)
+        return self._started
+
+    def _collect_started(self) -> None:
+        """Copy out a started request's outputs before the request is reused."""
+        if self._started is not None:
+            self._started.result()
+            self._started = None
 
     def _run_batched(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A clip model's batch, padded to a power of two (rows are independent: the last one
@@ -164,12 +185,27 @@ class OpenVINOBackend(Backend):
             self._compiled_in_background(key)
 
     def close(self) -> None:
+        self._collect_started()
         if self._compiler is not None:
             self._compiler.shutdown(wait=True, cancel_futures=True)
             self._compiler, self._compiling = None, {}
         self.request = None
         self._static = {} if self._static is not None else None
         self._network = None
+
+
+class _Started(Pending):
+    def __init__(self, request) -> None:
+        super().__init__({})
+        self._request = request
+
+    def result(self) -> dict[str, np.ndarray]:
+        if self._request is not None:
+            self._request.wait()
+            # copy: the request reuses its output buffers on the next call
+            self._outputs = {_port_name(port): np.array(value) for port, value in self._request.results.items()}
+            self._request = None
+        return self._outputs
 
 
 def _infer(request, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
