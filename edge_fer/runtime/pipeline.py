@@ -389,7 +389,7 @@ class DetectionAhead:
     read but the loop has not taken yet; OpenVINO runs it on its own threads, with no Python
     thread behind it, while the loop tracks, aligns and classifies this tick's frames. One
     detection in flight, on the detector's one request, started and collected only by the
-    loop's thread: no more memory, nothing shared between threads (a pool of requests started
+    loop's thread: no second request, nothing shared between threads (a pool of requests started
     from the capture threads doubled the peak RSS and deadlocked in OpenVINO 2026.4;
     docs/benchmarks.md). Where the detector's backend runs inference in the caller (ONNX
     Runtime) this is the same work, moved a tick earlier.

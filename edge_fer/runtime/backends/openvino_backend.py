@@ -121,7 +121,7 @@ class OpenVINOBackend(Backend):
 
     def start(self, feed: Mapping[str, np.ndarray]) -> Pending:
         """Start the request on ``feed`` and return: OpenVINO's own threads run it while the
-        caller (and Python) go on. The same request ``infer`` uses, so no more memory; a call
+        caller (and Python) go on. The same request ``infer`` uses, so no second request's buffers; a call
         before this one is collected collects it first. Clip models (padded batches) run now."""
         if self._pad_batch:
             return super().start(feed)
