@@ -98,7 +98,7 @@ def test_warp_carries_image_content_with_the_landmarks():
 
 
 def _clip(emotion: str, seed: int) -> list[np.ndarray]:
-    from edge_fer.data.synth import load_faces
+    from edge_fer.data.faces import load_faces
 
     plan = plan_clip(emotion, 12, np.random.default_rng(seed))
     return list(render_au_clip(load_faces()[3], plan, frame_size=64))
@@ -113,7 +113,7 @@ def test_rendering_is_deterministic_from_the_seed():
 
 def test_a_jaw_drop_darkens_the_mouth_at_the_apex():
     """Surprise opens the mouth: the mouth region is darker at the apex than at a neutral frame."""
-    from edge_fer.data.synth import load_faces
+    from edge_fer.data.faces import load_faces
 
     rng = np.random.default_rng(0)
     plan = plan_clip("surprise", 16, rng)
@@ -166,7 +166,7 @@ def _seed_with_opacity(low: float, high: float) -> int:
 def test_a_raised_upper_lid_bares_the_white_above_the_iris_and_raised_brows_rise():
     """The drawn eyes and brows follow the AUs: AU5 uncovers sclera above the iris (brighter
     there), AU1+2 move the dark brow stroke up; a faint drawing (low opacity) shows less."""
-    from edge_fer.data.synth import load_faces
+    from edge_fer.data.faces import load_faces
 
     size = 96
     face = load_faces()[3]

@@ -88,7 +88,7 @@ def test_teacher_agrees_with_ckplus_happy_and_surprise_peaks(teacher):
 
 
 def test_smiling_lfw_faces_are_the_ones_the_teacher_reads_as_happy(teacher):
-    from edge_fer.data.synth import SMILING_FACES, load_faces
+    from edge_fer.data.faces import SMILING_FACES, load_faces
 
     crops = np.stack(
         [cv2.resize((f * 255).astype(np.uint8), (96, 96), interpolation=cv2.INTER_CUBIC) for f in load_faces()]
@@ -105,7 +105,7 @@ def test_resting_faces_are_the_calm_ones_the_teacher_reads_as_neutral(teacher):
     import dataclasses
 
     from edge_fer.data.expressions import plan_clip, render_au_clip
-    from edge_fer.data.synth import LFW_FACES, RESTING_FACES, SMILING_FACES, load_faces
+    from edge_fer.data.faces import LFW_FACES, RESTING_FACES, SMILING_FACES, load_faces
 
     faces = load_faces()
     calm = np.setdiff1d(np.arange(LFW_FACES), SMILING_FACES)

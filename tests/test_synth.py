@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from edge_fer.data.dfer import read_dfer
+from edge_fer.data.faces import RESTING_FACES, SMILING_FACES
 from edge_fer.data.micro import composite_label, read_casme2
-from edge_fer.data.synth import DFER_SCHEME, RESTING_FACES, SMILING_FACES, intensity_profile, write_dfer, write_micro
+from edge_fer.data.synth import DFER_SCHEME, intensity_profile, write_dfer, write_micro
 from edge_fer.errors import DatasetError, OutputExistsError
 from edge_fer.presets import DFER_CLASSES
 from edge_fer.runtime.detection import open_face_detector, retinaface_weights

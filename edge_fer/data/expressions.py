@@ -8,7 +8,7 @@ than an arbitrary code, which is what lets it read a real face it has never seen
 How a face is made to move:
 
 - ``LANDMARKS``: 35 points of a face crop (brows, lids, eye corners, cheeks, nose, lips, chin,
-  jaw) as fractions of the square, measured on the LFW crops ``synth.load_faces`` returns.
+  jaw) as fractions of the square, measured on the LFW crops ``faces.load_faces`` returns.
 - ``ACTION_UNITS``: each AU moves some of those points (face widths at full intensity; left
   side given, the right mirrored) and may draw the creases it makes (nasolabial folds for
   AU6/9/12, the brow furrow for AU4, forehead lines for AU1/2, nose wrinkles for AU9, the
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge_fer.data.synth import FACE_CENTRE_X
+from edge_fer.data.faces import FACE_CENTRE_X
 
 __all__ = [
     "ACTION_UNITS",

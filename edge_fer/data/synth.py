@@ -45,7 +45,6 @@ in eight has no apex annotation ("/"), as in CASME II.
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import math
 import shutil
@@ -57,6 +56,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_fer.data.faces import FACE_CENTRE_X, LFW_FACES, RESTING_FACES, load_faces
 from edge_fer.data.spec import SYNTHETIC_MARKER
 from edge_fer.errors import DatasetError, OutputExistsError
 
@@ -65,7 +65,6 @@ __all__ = [
     "MICRO_EMOTIONS",
     "FACE_LANDMARKS",
     "SynthFace",
-    "load_faces",
     "render_clip",
     "write_dfer",
     "write_micro",
@@ -87,7 +86,6 @@ FACE_LANDMARKS = {
     "lid_l": (0.26, 0.33),
     "lid_r": (0.60, 0.33),
 }
-FACE_CENTRE_X = 0.43  # eye midpoint, placed at the frame centre
 
 # A deformation: (landmark, displacement (dx, dy) in face widths at full intensity, sigma in face widths).
 Deformation = tuple[tuple[str, tuple[float, float], float], ...]
@@ -127,22 +125,6 @@ DFER_SCHEME = (
 )
 MICRO_EMOTIONS = (("happiness", "smile"), ("disgust", "frown"), ("repression", "frown"), ("surprise", "open"))
 
-LFW_FACES = 100  # the first 100 images of lfw_subset are faces, the rest are not
-# LFW photos in which the person already smiles: the FER2013 teacher (edge_fer.data.realism)
-# gives them P(happy) >= 0.3 as 96-px crops (tests/test_realism.py re-derives the list). The
-# "au" style draws its other emotions on the remaining faces: a sad or a neutral face
-# painted over a smile reads as happy, to the teacher and to a model.
-SMILING_FACES = (1, 10, 11, 13, 18, 19, 21, 23, 27, 31, 34, 36, 37, 38, 43, 45, 47, 50, 52, 53,
-                 56, 59, 61, 63, 64, 68, 69, 70, 74, 75, 78, 79, 81, 85, 86, 91, 93, 94, 96)  # fmt: skip
-# Of the others, the faces at rest: the teacher reads their clean neutral render (the renderer's
-# framing, every nuisance off) as neutral; it reads 20 of the other 32 as angry, so an "angry"
-# clip drawn there would read angry for the photo's sake (tests/test_realism.py re-derives the
-# list). The "au" style draws every emotion but happy on these: the meter 42.4 % against 39.8 %,
-# zero-shot CK+ level (nine paired runs, 0.667 against 0.681) and never below 0.643 where the
-# calm faces gave 0.621 (docs/training.md).
-RESTING_FACES = (2, 7, 8, 12, 14, 15, 17, 20, 24, 25, 26, 32, 41, 42, 46, 49, 54, 55, 60, 62, 66, 67,
-                 72, 76, 80, 92, 95, 98, 99)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class SynthFace:
@@ -152,18 +134,6 @@ class SynthFace:
     background: np.ndarray  # (H, W, 3) uint8 BGR
     mask: np.ndarray  # (S, S, 1) float32 blending weights
     centre: tuple[float, float]  # face centre in the frame, pixels
-
-
-@functools.lru_cache(maxsize=1)
-def load_faces() -> np.ndarray:
-    """The real face photos shipped with scikit-image: (100, 25, 25) float in [0, 1]."""
-    try:
-        from skimage.data import lfw_subset
-    except ImportError:
-        raise DatasetError(
-            "the synthetic benchmark needs scikit-image for its face photos: pip install scikit-image"
-        ) from None
-    return lfw_subset()[:LFW_FACES]
 
 
 def make_identity(gray_face: np.ndarray, rng: np.random.Generator, *, frame_size: int, face_size: int) -> SynthFace:
