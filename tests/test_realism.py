@@ -124,6 +124,24 @@ def test_resting_faces_are_the_calm_ones_the_teacher_reads_as_neutral(teacher):
     assert set(RESTING_FACES) <= set(calm.tolist())
 
 
+def test_teacher_fit_finds_aus_the_teacher_reads_better_and_reports_them_as_scored(teacher):
+    """``benchmarks.teacher_fit`` on fear, which the teacher reads poorly as drawn: the search
+    beats the prototype's own weights (0.22 -> 0.34 here), stays within fear's AUs, and its
+    reported reading is what rendering those AUs again gives (the same frames each time)."""
+    from benchmarks.teacher_fit import CLASS_AUS, MAX_INTENSITY, _Scorer, fit_class
+    from edge_fer.data.expressions import EMOTION_PROTOTYPES
+
+    result = fit_class("fear", teacher, renders=4, generations=2, population=6, elite=2, seed=3)
+    assert result == fit_class("fear", teacher, renders=4, generations=2, population=6, elite=2, seed=3)
+    score = _Scorer("fear", teacher, renders=4, seed=3)
+    start = score(dict(EMOTION_PROTOTYPES["fear"].aus), False)["probability"]  # the search's starting point
+    found = result["no_teeth"]
+    assert found["probability"] > start + 0.05
+    assert set(found["aus"]) <= set(CLASS_AUS["fear"]) and all(0 < v <= MAX_INTENSITY for v in found["aus"].values())
+    assert score(found["aus"], False)["probability"] == pytest.approx(found["probability"], abs=1e-6)
+    assert result["shipped"]["probability"] == pytest.approx(score(None)["probability"], abs=1e-6)
+
+
 def test_realism_reports_agreement_per_class_and_confusion(teacher):
     faces = np.stack([cv2.cvtColor(astronaut_face(), cv2.COLOR_BGR2GRAY)] * 3)
     happy, sad = DFER_CLASSES.index("happy"), DFER_CLASSES.index("sad")
