@@ -27,12 +27,11 @@ import numpy as np
 
 from edge_fer.artifacts import artifact_files, sha256_file, sidecar_path
 from edge_fer.errors import ArtifactError, BackendError
-from edge_fer.runtime.backends import AUTO_ORDER, Backend, available_backends, open_backend
+from edge_fer.runtime.backends import AUTO_ORDER, Backend, Pending, available_backends, open_backend
 
 __all__ = [
     "Detections",
     "FaceDetector",
-    "PendingDetections",
     "RetinaFaceDetector",
     "HaarFaceDetector",
     "open_face_detector",
@@ -91,27 +90,15 @@ class FaceDetector:
     def detect(self, frame: np.ndarray) -> Detections:
         raise NotImplementedError
 
-    def start(self, frame: np.ndarray) -> PendingDetections:
+    def start(self, frame: np.ndarray) -> Pending[Detections]:
         """Start detecting in ``frame`` and return; ``result()`` gives ``detect(frame)``. A detector
         whose backend runs beside the caller (OpenVINO) returns at once, the others detect now.
         One at a time, as ``Backend.start``."""
         done = self.detect(frame)
-        return PendingDetections(lambda: done)
+        return Pending(lambda: done)
 
     def close(self) -> None:
         pass
-
-
-class PendingDetections:
-    """Detections being computed (``FaceDetector.start``); ``result()`` waits for them, once."""
-
-    def __init__(self, finish) -> None:
-        self._finish, self._result = finish, None
-
-    def result(self) -> Detections:
-        if self._result is None:
-            self._result, self._finish = self._finish(), None
-        return self._result
 
 
 # RetinaFace-MobileNet0.25 anchor configuration (the biubug6/Pytorch_Retinaface "mnet" config).
@@ -178,10 +165,10 @@ class RetinaFaceDetector(FaceDetector):
         blob, scale = self._input(frame)
         return self._decode(self.backend.infer({"input": blob}), blob.shape[2:], scale)
 
-    def start(self, frame: np.ndarray) -> PendingDetections:
+    def start(self, frame: np.ndarray) -> Pending[Detections]:
         blob, scale = self._input(frame)
         pending = self.backend.start({"input": blob})
-        return PendingDetections(lambda: self._decode(pending.result(), blob.shape[2:], scale))
+        return Pending(lambda: self._decode(pending.result(), blob.shape[2:], scale))
 
     def _input(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:

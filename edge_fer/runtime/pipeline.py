@@ -18,7 +18,8 @@ import numpy as np
 
 from edge_fer.errors import SourceError
 from edge_fer.preprocessing.align import align_face
-from edge_fer.runtime.detection import Detections, FaceDetector, PendingDetections
+from edge_fer.runtime.backends import Pending
+from edge_fer.runtime.detection import Detections, FaceDetector
 from edge_fer.runtime.micro import MicroSpotter
 from edge_fer.runtime.sources import Frame
 from edge_fer.runtime.streaming import StreamingClassifier
@@ -172,7 +173,7 @@ class Pipeline:
         _loop_took(self.classifier, _since(began) - seen.stage["infer"])
         return result
 
-    def observe(self, frame: Frame, started: PendingDetections | None = None) -> _Observed:
+    def observe(self, frame: Frame, started: Pending[Detections] | None = None) -> _Observed:
         """Detect (every ``detect_every`` frames), track, align, and push each face's crop to its
         clip. ``started``: this frame's detection, started earlier (``DetectionAhead``)."""
         stage = dict.fromkeys(STAGES, 0.0)
@@ -334,15 +335,15 @@ class MultiPipeline:
         read but not yet taken (``SourceSet.peek``), whose next due detection is started now to
         run beside this tick's work."""
         began = time.perf_counter()
-        started: dict[int, PendingDetections | None] = dict.fromkeys(frames)
+        detecting: dict[int, Pending[Detections] | None] = dict.fromkeys(frames)
         ahead_ms = 0.0
         if self.ahead is not None:
-            started = {stream: self.ahead.take(stream, frame.index) for stream, frame in frames.items()}
+            detecting = {stream: self.ahead.take(stream, frame.index) for stream, frame in frames.items()}
             if upcoming:
                 clock = time.perf_counter()
                 self.ahead.start_next(upcoming, frames)
                 ahead_ms = _since(clock)
-        seen = {stream: self.pipelines[stream].observe(frame, started[stream]) for stream, frame in frames.items()}
+        seen = {stream: self.pipelines[stream].observe(frame, detecting[stream]) for stream, frame in frames.items()}
         for observed in seen.values():
             observed.stage["detect"] += ahead_ms / len(seen)
         by_stream: dict[int, list] = {stream: self._held.pop(stream, []) for stream in frames}
@@ -397,10 +398,10 @@ class DetectionAhead:
 
     def __init__(self, detector: FaceDetector, due) -> None:
         self.detector, self.due = detector, due
-        self.started: dict[tuple[int, int], PendingDetections] = {}
+        self.started: dict[tuple[int, int], Pending[Detections]] = {}
         self.used = 0  # detections taken from here rather than run on their own frame's tick
 
-    def take(self, stream: int, index: int) -> PendingDetections | None:
+    def take(self, stream: int, index: int) -> Pending[Detections] | None:
         """The detection started for this frame, if any; forgets the stream's older ones (a
         frame that never came)."""
         for key in [key for key in self.started if key[0] == stream and key[1] < index]:

@@ -15,9 +15,9 @@ from typing import Union
 
 from edge_fer.artifacts import ARTIFACT_KINDS, RUNS_ON
 from edge_fer.errors import BackendError
-from edge_fer.runtime.backends.base import Backend
+from edge_fer.runtime.backends.base import Backend, Pending
 
-__all__ = ["Backend", "BACKENDS", "available_backends", "open_backend"]
+__all__ = ["Backend", "BACKENDS", "Pending", "available_backends", "open_backend"]
 
 ModelSource = Union[str, os.PathLike, bytes]
 

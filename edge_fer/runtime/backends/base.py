@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -11,15 +12,21 @@ from edge_fer.errors import BackendError
 
 __all__ = ["Backend", "Pending"]
 
+T = TypeVar("T")
 
-class Pending:
-    """An inference started by ``Backend.start``: ``result()`` gives what ``infer`` would have."""
 
-    def __init__(self, outputs: dict[str, np.ndarray]) -> None:
-        self._outputs = outputs
+class Pending(Generic[T]):
+    """Work started earlier (``Backend.start``, ``FaceDetector.start``): ``result()`` finishes
+    it the first time (waits, copies out) and gives the same value after."""
 
-    def result(self) -> dict[str, np.ndarray]:
-        return self._outputs
+    def __init__(self, finish: Callable[[], T]) -> None:
+        self._finish: Callable[[], T] | None = finish
+        self._value: T | None = None
+
+    def result(self) -> T:
+        if self._finish is not None:
+            self._value, self._finish = self._finish(), None
+        return self._value
 
 
 class Backend(abc.ABC):
@@ -44,12 +51,13 @@ class Backend(abc.ABC):
         self._check(feed)
         return self._run(feed)
 
-    def start(self, feed: Mapping[str, np.ndarray]) -> Pending:
+    def start(self, feed: Mapping[str, np.ndarray]) -> Pending[dict[str, np.ndarray]]:
         """Start the model on ``feed`` and return at once where the backend can run it beside the
         caller (OpenVINO); the others run it now. One at a time: the caller collects a pending
         result before it starts or runs the next (a later call collects it first, if not)."""
         self._check(feed)
-        return Pending(self._run(feed))
+        outputs = self._run(feed)
+        return Pending(lambda: outputs)
 
     def _check(self, feed: Mapping[str, np.ndarray]) -> None:
         missing = set(self.inputs) - set(feed)

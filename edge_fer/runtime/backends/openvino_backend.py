@@ -59,7 +59,7 @@ class OpenVINOBackend(Backend):
         self._compiling: dict[tuple, Future] = {}  # batch sizes compiling in the background
         self._compiler: ThreadPoolExecutor | None = None
         self._core, self._device, self._config = core, device, config
-        self._started: _Started | None = None  # the request ``start`` left running, until collected
+        self._started: Pending | None = None  # the request ``start`` left running, until collected
         try:
             network = core.read_model(model, b"") if isinstance(model, bytes) else core.read_model(os.fspath(model))
             self.inputs = {
@@ -119,7 +119,7 @@ class OpenVINOBackend(Backend):
             return self._run_batched(feed)
         return _infer(self._request_for(feed), feed)
 
-    def start(self, feed: Mapping[str, np.ndarray]) -> Pending:
+    def start(self, feed: Mapping[str, np.ndarray]) -> Pending[dict[str, np.ndarray]]:
         """Start the request on ``feed`` and return: OpenVINO's own threads run it while the
         caller (and Python) go on. The same request ``infer`` uses, so no second request's buffers; a call
         before this one is collected collects it first. Clip models (padded batches) run now."""
@@ -129,7 +129,7 @@ class OpenVINOBackend(Backend):
         self._collect_started()
         request = self._request_for(feed)
         request.start_async({k: np.ascontiguousarray(v) for k, v in feed.items()})
-        self._started = _Started(request)
+        self._started = Pending(lambda: _finish(request))
         return self._started
 
     def _collect_started(self) -> None:
@@ -194,18 +194,11 @@ class OpenVINOBackend(Backend):
         self._network = None
 
 
-class _Started(Pending):
-    def __init__(self, request) -> None:
-        super().__init__({})
-        self._request = request
-
-    def result(self) -> dict[str, np.ndarray]:
-        if self._request is not None:
-            self._request.wait()
-            # copy: the request reuses its output buffers on the next call
-            self._outputs = {_port_name(port): np.array(value) for port, value in self._request.results.items()}
-            self._request = None
-        return self._outputs
+def _finish(request) -> dict[str, np.ndarray]:
+    """A started request's outputs, once it is done."""
+    request.wait()
+    # copy: the request reuses its output buffers on the next call
+    return {_port_name(port): np.array(value) for port, value in request.results.items()}
 
 
 def _infer(request, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
