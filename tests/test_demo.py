@@ -30,6 +30,8 @@ def test_quick_demo_writes_report_and_nothing_outside(tmp_path):
     demo = cwd / "demo"
     report = (demo / "report.md").read_text()
     assert "SYNTHETIC" in report
+    # the synthetic set's realism (with the teacher installed, as in the dev install: its picks too)
+    assert "Realism meter: the FER2013 teacher reads" in report or "Realism meter: not measured" in report
     # the real-face row, or why it is missing (no CK+ folder on this machine)
     assert "Zero-shot on REAL faces" in report or "Zero-shot on real faces: not measured" in report
     # with CK+ here, bench's accuracy column is its real faces; the synthetic test fold otherwise

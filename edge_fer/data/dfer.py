@@ -37,6 +37,7 @@ __all__ = [
     "read_ferv39k",
     "read_mafw",
     "read_dfer",
+    "dfer_frame_path",
 ]
 
 PathLike = str | os.PathLike
@@ -155,6 +156,11 @@ def _clip(video_id: str, folder: Path, label: int, source: str) -> ClipRecord:
 # --------------------------------------------------------------------------------------
 # DFEW
 # --------------------------------------------------------------------------------------
+
+
+def dfer_frame_path(root: str | Path, video: int, frame: int) -> Path:
+    """Frame ``frame`` (1-based) of video ``video`` in DFEW's layout A (as ``edge-fer synth`` writes it)."""
+    return Path(root) / "Clip" / "jpg_256" / f"{video:05d}" / f"{video:05d}_{frame:05d}.jpg"
 
 
 def _dfew_layouts(root: Path, fold: int, split: str) -> dict[str, tuple[Path, Path]]:

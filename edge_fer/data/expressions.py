@@ -31,8 +31,8 @@ synthetic set's dependencies to numpy, OpenCV and scikit-image's face photos.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -46,6 +46,7 @@ __all__ = [
     "ActionUnit",
     "ClipPlan",
     "expression_landmarks",
+    "pick_expression",
     "plan_clip",
     "render_au_clip",
     "warp_field",
@@ -294,8 +295,9 @@ def warp_field(source: np.ndarray, target: np.ndarray, size: int, *, step: int =
     q_star = weights @ ctrl_to / total
     # sum_n w (p - p*)(x - x*)^T = sum_n w p x^T - W p* x*^T: the moments as one matrix product
     # over the control points' outer products (3x faster than summing per grid point)
-    a = (weights @ _outer(ctrl_from, ctrl_from).reshape(-1, 4)).reshape(-1, 2, 2) - total[..., None] * _outer(p_star, p_star)
-    b = (weights @ _outer(ctrl_from, ctrl_to).reshape(-1, 4)).reshape(-1, 2, 2) - total[..., None] * _outer(p_star, q_star)
+    moments = weights @ np.concatenate([_outer(ctrl_from, ctrl_from), _outer(ctrl_from, ctrl_to)], 1).reshape(-1, 8)
+    a = moments[:, :4].reshape(-1, 2, 2) - total[..., None] * _outer(p_star, p_star)
+    b = moments[:, 4:].reshape(-1, 2, 2) - total[..., None] * _outer(p_star, q_star)
     mapped = ((grid - p_star)[:, None] @ np.linalg.solve(a, b))[:, 0] + q_star
     field = (mapped - grid).reshape(coarse, coarse, 2).astype(np.float32)
     return field if coarse == size else cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
@@ -611,3 +613,31 @@ def render_au_clip(face: np.ndarray, plan: ClipPlan, *, frame_size: int, work_si
             frame = cv2.resize(small, (frame_size, frame_size), interpolation=cv2.INTER_LINEAR)
         colour = np.repeat(frame[..., None], 3, -1) if plan.tint is None else frame[..., None] * np.array(plan.tint)
         yield np.clip(colour + noise.normal(0, plan.noise, colour.shape), 0, 255).astype(np.uint8)
+
+
+def pick_expression(
+    face: np.ndarray,
+    plan: ClipPlan,
+    alternatives: list[ClipPlan],
+    read: Callable[[np.ndarray], np.ndarray],
+    label: int,
+    *,
+    frame_size: int,
+) -> tuple[ClipPlan, np.ndarray]:
+    """``plan`` with the expression (AUs, teeth) that ``read`` finds most like class ``label``.
+
+    The candidates are ``plan``'s own expression and each alternative's, all rendered at the
+    apex on ``face`` with ``plan``'s timing and nuisances (pose, lighting, blur, ...), so only
+    the expression is chosen: choosing the nuisances too picks the views a noisy judge happens
+    to read right (docs/training.md). ``read`` maps uint8 frames (K, S, S, 3) to class
+    probabilities (K, C).
+
+    Returns:
+        The chosen plan and the candidates' probabilities (K, C), ``plan``'s first.
+    """
+    candidates = [plan] + [replace(plan, aus=other.aus, teeth=other.teeth) for other in alternatives]
+    apex = slice(plan.apex, plan.apex + 1)
+    at_apex = [replace(c, intensity=plan.intensity[apex], pose=plan.pose[apex]) for c in candidates]
+    frames = [next(render_au_clip(face, c, frame_size=frame_size)) for c in at_apex]
+    probabilities = np.asarray(read(np.stack(frames)))
+    return candidates[int(np.argmax(probabilities[:, label]))], probabilities

@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_fer.data.synth import dfer_frame_path
+from edge_fer.data.dfer import dfer_frame_path
 from edge_fer.errors import DatasetError, EdgeFerError
 from edge_fer.fileio import atomic_output
 from edge_fer.preprocessing.clips import load_frames, spread_indices
@@ -323,7 +323,9 @@ def synthetic_realism(root: str | Path, *, teacher: FerTeacher | None = None, wr
     """The realism of a synthetic DFER set: ``realism`` of its apex frames against their labels.
 
     Reads ``synth_meta.json`` (the "au" style records each video's apex frame) and, with
-    ``write``, keeps the report as ``root/realism.json``.
+    ``write``, keeps the report as ``root/realism.json``. A set whose expressions the teacher
+    picked (``write_dfer(teacher_picks=K)``) also reports ``first_draws``: the teacher's
+    agreement on each clip's first draw (its apex, before JPEG), what the renderer gives unpicked.
 
     Raises:
         DatasetError: ``root`` holds no synthetic set with apex frames (the "motion" style has none).
@@ -346,6 +348,10 @@ def synthetic_realism(root: str | Path, *, teacher: FerTeacher | None = None, wr
         "data": "synthetic",
         **realism(np.stack(faces), [v["label"] for v in videos], teacher=teacher),
     }
+    first = [v["first_draw_read"] for v in videos if "first_draw_read" in v]
+    if first:  # the teacher chose each clip's expression: its reading of the first draws, unchosen
+        report["teacher_picks"] = meta.get("teacher_picks")
+        report["first_draws"] = {"agreement": float(np.mean(first)), "count": len(first)}
     if write:
         with atomic_output(root / "realism.json", force=True) as tmp:
             tmp.write_text(json.dumps(report, indent=1) + "\n")

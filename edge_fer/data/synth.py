@@ -56,6 +56,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_fer.data.dfer import dfer_frame_path
 from edge_fer.data.faces import FACE_CENTRE_X, LFW_FACES, RESTING_FACES, load_faces
 from edge_fer.data.spec import SYNTHETIC_MARKER
 from edge_fer.errors import DatasetError, OutputExistsError
@@ -300,15 +301,30 @@ class _DferJob:
     seed: tuple[int, ...]
     frame_size: int
     style: str = "motion"
+    teacher_picks: int = 1
 
 
-def dfer_frame_path(root: str | Path, video: int, frame: int) -> Path:
-    """Where ``write_dfer`` puts frame ``frame`` (1-based) of video ``video`` (DFEW's layout)."""
-    return Path(root) / "Clip" / "jpg_256" / f"{video:05d}" / f"{video:05d}_{frame:05d}.jpg"
+@dataclass(frozen=True)
+class _Rendered:
+    apex: int | None = None  # 1-based apex frame ("au" style)
+    first_read: bool | None = None  # with teacher picks: did the teacher read the first draw as intended?
 
 
-def _render_dfer_video(job: _DferJob) -> int | None:
-    """Render one video; the "au" style returns its apex frame (1-based), for the realism meter."""
+_teacher = None  # one FER2013 teacher per rendering process, loaded on first use
+
+
+def _teacher_probabilities(faces: np.ndarray) -> np.ndarray:
+    """The FER2013 teacher's 7 probabilities per face, in DFER_SCHEME's order (its labels' order)."""
+    global _teacher
+    if _teacher is None:
+        from edge_fer.data.realism import load_teacher
+
+        _teacher = load_teacher()
+    return _teacher.probabilities(faces)
+
+
+def _render_dfer_video(job: _DferJob) -> _Rendered:
+    """Render one video; the "au" style reports its apex frame (1-based), for the realism meter."""
     rng = np.random.default_rng(np.random.SeedSequence(list(job.seed)))
     faces = load_faces()
     folder = dfer_frame_path(job.root, job.video, 1).parent
@@ -317,12 +333,21 @@ def _render_dfer_video(job: _DferJob) -> int | None:
         return dfer_frame_path(job.root, job.video, frame).name
 
     if job.style == "au":
-        from edge_fer.data.expressions import plan_clip, render_au_clip
+        from edge_fer.data.expressions import pick_expression, plan_clip, render_au_clip
 
-        plan = plan_clip(DFER_SCHEME[job.label][0], int(rng.integers(16, 25)), rng)
+        emotion = DFER_SCHEME[job.label][0]
+        plan = plan_clip(emotion, int(rng.integers(16, 25)), rng)
+        first_read = None
+        if job.teacher_picks > 1:  # the expression the teacher reads best of K draws (write_dfer)
+            more = np.random.default_rng(np.random.SeedSequence([*job.seed, 1]))
+            alternatives = [plan_clip(emotion, len(plan.intensity), more) for _ in range(job.teacher_picks - 1)]
+            plan, read = pick_expression(
+                faces[job.face_index], plan, alternatives, _teacher_probabilities, job.label, frame_size=job.frame_size
+            )
+            first_read = bool(read[0].argmax() == job.label)
         frames = render_au_clip(faces[job.face_index], plan, frame_size=job.frame_size)
         _write_frames(folder, frames, name, quality=int(rng.integers(70, 96)))
-        return plan.apex + 1
+        return _Rendered(apex=plan.apex + 1, first_read=first_read)
     _, deformation, profile = DFER_SCHEME[job.label]
     identity = make_identity(
         faces[job.face_index], rng, frame_size=job.frame_size, face_size=int(job.frame_size * rng.uniform(0.68, 0.78))
@@ -331,7 +356,7 @@ def _render_dfer_video(job: _DferJob) -> int | None:
     intensity = intensity_profile(profile, length, rng) * rng.uniform(0.6, 1.0)
     frames = render_clip(identity, deformation, intensity, rng, amplitude=1.0, head_amplitude=0.3, noise=3.0)
     _write_frames(folder, frames, name)
-    return None
+    return _Rendered()
 
 
 def write_dfer(
@@ -345,6 +370,7 @@ def write_dfer(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
     style: str = "au",
+    teacher_picks: int = 1,
 ) -> Path:
     """Write a synthetic DFER set in DFEW's layout (A): frames and the 5-fold split files.
 
@@ -364,6 +390,12 @@ def write_dfer(
     if style not in DFER_STYLES:
         raise DatasetError(f"unknown synthetic style {style!r}; choose from {', '.join(DFER_STYLES)}")
     frame_size = frame_size or (96 if style == "au" else 160)
+    if teacher_picks < 1 or (teacher_picks > 1 and style != "au"):
+        raise DatasetError(f"teacher picks must be 1, or more with the 'au' style; got {teacher_picks} ({style})")
+    if teacher_picks > 1:
+        from edge_fer.data.realism import load_teacher
+
+        load_teacher()  # fail here with the install hint, not in every worker
     if clips < 7 * folds:
         raise DatasetError(f"need at least {7 * folds} clips for {folds} stratified folds, got {clips}")
     _prepare_out(out, force=force, owned=("Clip", "EmoLabel_DataSplit", "synth_meta.json"))
@@ -380,10 +412,12 @@ def write_dfer(
         members = np.flatnonzero(labels == label)
         fold_of[members] = (np.arange(len(members)) + rng.integers(folds)) % folds
     jobs = [
-        _DferJob(str(out), video + 1, int(labels[video]), int(faces[video]), (seed, video), frame_size, style)
+        _DferJob(
+            str(out), video + 1, int(labels[video]), int(faces[video]), (seed, video), frame_size, style, teacher_picks
+        )
         for video in range(clips)
     ]
-    apexes = _run(_render_dfer_video, jobs, workers, progress)
+    rendered = _run(_render_dfer_video, jobs, workers, progress)
     for k in range(1, folds + 1):
         for split, members in (("train", fold_of != k - 1), ("test", fold_of == k - 1)):
             rows = [(f"{v + 1}", int(labels[v]) + 1) for v in np.flatnonzero(members)]
@@ -399,6 +433,7 @@ def write_dfer(
             "clips": clips,
             "folds": folds,
             "frame_size": frame_size,
+            **({"teacher_picks": teacher_picks} if teacher_picks > 1 else {}),
             "classes": [c for c, _, _ in DFER_SCHEME],
             "videos": [
                 {
@@ -406,7 +441,8 @@ def write_dfer(
                     "label": int(labels[v]),
                     "identity": int(faces[v]),
                     "fold": int(fold_of[v]) + 1,
-                    **({"apex": apexes[v]} if apexes[v] is not None else {}),
+                    **({"apex": rendered[v].apex} if rendered[v].apex is not None else {}),
+                    **({"first_draw_read": rendered[v].first_read} if rendered[v].first_read is not None else {}),
                 }
                 for v in range(clips)
             ],
