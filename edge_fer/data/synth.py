@@ -310,19 +310,6 @@ class _Rendered:
     first_read: bool | None = None  # with teacher picks: did the teacher read the first draw as intended?
 
 
-_teacher = None  # one FER2013 teacher per rendering process, loaded on first use
-
-
-def _teacher_probabilities(faces: np.ndarray) -> np.ndarray:
-    """The FER2013 teacher's 7 probabilities per face, in DFER_SCHEME's order (its labels' order)."""
-    global _teacher
-    if _teacher is None:
-        from edge_fer.data.realism import load_teacher
-
-        _teacher = load_teacher()
-    return _teacher.probabilities(faces)
-
-
 def _render_dfer_video(job: _DferJob) -> _Rendered:
     """Render one video; the "au" style reports its apex frame (1-based), for the realism meter."""
     rng = np.random.default_rng(np.random.SeedSequence(list(job.seed)))
@@ -339,11 +326,14 @@ def _render_dfer_video(job: _DferJob) -> _Rendered:
         plan = plan_clip(emotion, int(rng.integers(16, 25)), rng)
         first_read = None
         if job.teacher_picks > 1:  # the expression the teacher reads best of K draws (write_dfer)
+            from edge_fer.data.realism import load_teacher  # once per process (cached)
+
             more = np.random.default_rng(np.random.SeedSequence([*job.seed, 1]))
             alternatives = [plan_clip(emotion, len(plan.intensity), more) for _ in range(job.teacher_picks - 1)]
             plan, read = pick_expression(
-                faces[job.face_index], plan, alternatives, _teacher_probabilities, job.label, frame_size=job.frame_size
-            )
+                faces[job.face_index], plan, alternatives, load_teacher().probabilities, job.label,
+                frame_size=job.frame_size,
+            )  # the teacher's 7 columns are in DFER_SCHEME's order, so the label is its column
             first_read = bool(read[0].argmax() == job.label)
         frames = render_au_clip(faces[job.face_index], plan, frame_size=job.frame_size)
         _write_frames(folder, frames, name, quality=int(rng.integers(70, 96)))
