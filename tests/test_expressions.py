@@ -104,6 +104,22 @@ def _clip(emotion: str, seed: int) -> list[np.ndarray]:
     return list(render_au_clip(load_faces()[3], plan, frame_size=64))
 
 
+def test_an_expressions_warp_field_is_solved_once_and_reused_unchanged():
+    """Teacher picks render a candidate at the apex, then its whole clip: the clip reuses the
+    candidate's solved field (read-only), and frames rendered from the cache equal fresh ones."""
+    from edge_fer.data.expressions import _apex_field
+
+    _apex_field.cache_clear()
+    cold = _clip("fear", 7)
+    assert _apex_field.cache_info().misses == 1
+    warm = _clip("fear", 7)
+    assert _apex_field.cache_info().hits == 1
+    assert all(np.array_equal(a, b) for a, b in zip(cold, warm))
+    plan = plan_clip("fear", 12, np.random.default_rng(7))
+    field = _apex_field(tuple(plan.aus.items()), 96)
+    assert not field.flags.writeable
+
+
 def test_rendering_is_deterministic_from_the_seed():
     first, again, other = _clip("surprise", 5), _clip("surprise", 5), _clip("surprise", 6)
     assert len(first) == 12 and first[0].shape == (64, 64, 3) and first[0].dtype == np.uint8
