@@ -10,7 +10,10 @@ laptop, so ``scripts/test.sh`` runs the tests marked ``isa`` a second time with
   (checked: the kernel names in OpenVINO's execution graph);
 - not capped: ONNX Runtime's MLAS kernels and the MLAS GEMMs inside OpenVINO (they read
   CPUID themselves; no run-time switch exists), nor OpenVINO kernels that test the CPU
-  directly (``OV_CPU_MAX_ISA`` would, but only in OpenVINO's debug builds).
+  directly (``OV_CPU_MAX_ISA`` would, but only in OpenVINO's debug builds);
+- not emulated: an INT8 Q/DQ ONNX in OpenVINO (its plugin picks INT8 kernels by CPUID, oneDNN's
+  are capped: wrong logits or a failed primitive), which the backend refuses under a cap
+  (``test_openvino_refuses_a_qdq_onnx_under_an_isa_cap``).
 """
 
 from __future__ import annotations

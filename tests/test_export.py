@@ -16,13 +16,14 @@ from parity import FLOAT32_RELATIVE, assert_within_units, classifier_unit
 
 from calibration.sets import build_from_dataset
 from edge_fer.artifacts import read_artifact, sidecar_path
-from edge_fer.errors import ArtifactError
+from edge_fer.errors import ArtifactError, BackendError
 from edge_fer.models import build_model
 from edge_fer.models.checkpoint import save_checkpoint
 from edge_fer.models.qat import prepare_qat, qat_state, quantizer_summary
 from edge_fer.preprocessing.clips import to_model_input
 from edge_fer.presets import get_preset
 from edge_fer.runtime.backends import open_backend
+from edge_fer.runtime.cpu import cpu_info, isa_cap
 from export.qdq import quantize_for_tensorrt, tensorrt_qdq_violations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,6 +273,53 @@ def test_ort_post_training_qdq_follows_tensorrt_rules(name, tmp_path):
     session = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
     out = session.run(None, feeds[0])[0]
     assert out.shape == (1, len(get_preset(name).classes))
+
+
+def _qdq_model(name: str, folder: Path) -> tuple[Path, list[dict[str, np.ndarray]]]:
+    """An untrained model's TensorRT-ready Q/DQ ONNX and the four inputs it was calibrated on."""
+    from export.onnx import export_onnx
+
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    float_path = export_onnx(model, folder / f"{name}.onnx")
+    feeds = [{model.io_names["full"][0]: model.example_input("full", batch=1).numpy()} for _ in range(4)]
+    return quantize_for_tensorrt(float_path, folder / f"{name}.int8.onnx", feeds), feeds
+
+
+@pytest.mark.isa
+@pytest.mark.parametrize("name", ["stt_tiny", "htnet_light"])
+def test_qdq_onnx_gives_onnx_runtimes_logits_in_openvino(name, tmp_path, request):
+    """TensorRT's input also runs in OpenVINO (edge-fer bench times it there): the same
+    quantized graph, the same logits as ONNX Runtime's (uncapped on a Zen 4: stt_tiny within 0.7 %
+    of the logits' spread, htnet_light exactly). Under an ISA cap the backend refuses it (next test)."""
+    if isa_cap():
+        pytest.skip("OpenVINO refuses a Q/DQ ONNX under ONEDNN_MAX_CPU_ISA (see the next test)")
+    if name == "stt_tiny" and "avx512" not in cpu_info().features:
+        # Under the AVX2 cap on an AVX-512 CPU its first inference failed; on a real AVX2-only
+        # CPU not yet run: recorded here whichever way it goes, without failing the run.
+        request.applymarker(
+            pytest.mark.xfail(reason="stt_tiny's Q/DQ ONNX in OpenVINO not yet checked on an AVX2-only CPU")
+        )
+    qdq, feeds = _qdq_model(name, tmp_path)
+    session = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
+    with open_backend(qdq, backend="openvino", precision="f32") as runner:
+        for feed in feeds:
+            expected = session.run(None, feed)[0]
+            got = next(iter(runner.infer(feed).values()))
+            spread = float(expected.max() - expected.min())
+            assert np.abs(got - expected).max() <= 0.05 * spread + 1e-5
+
+
+def test_openvino_refuses_a_qdq_onnx_under_an_isa_cap(tmp_path, monkeypatch):
+    """Under ONEDNN_MAX_CPU_ISA OpenVINO's plugin picks INT8 kernels by the real CPU while
+    oneDNN's are capped: a Q/DQ ONNX gave wrong logits (htnet_light's below: 0.33 off on a spread
+    of 1.3) or failed (stt_tiny's, at its first inference). The backend says so instead; the float model still runs."""
+    qdq, feeds = _qdq_model("htnet_light", tmp_path)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(BackendError, match=r"ONEDNN_MAX_CPU_ISA=AVX2.*--backend onnxruntime"):
+        open_backend(qdq, backend="openvino")
+    with open_backend(tmp_path / "htnet_light.onnx", backend="openvino") as runner:
+        assert next(iter(runner.infer(feeds[0]).values())).shape == (1, 3)
 
 
 def test_checker_flags_what_tensorrt_refuses(tmp_path):
