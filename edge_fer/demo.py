@@ -60,8 +60,8 @@ class DemoSizes:
 # (AVX-512 + VNNI + BF16) 321 s, capped to AVX2 370 s, --quick 119 s (2026-12-07). QUICK on a Zen 3
 # (AVX2 only) before the `au` set, not re-timed.
 # The teacher's picks (TEACHER_PICKS) came later: the synthetic step 1.5x (84 -> 128 s on a Zen 4,
-# 2026-12-07, demo 458 s there; 441 s on 2026-12-08 with the renderer's exact speed-ups); not
-# re-timed on the Xeon, where they would add about 45 s.
+# 2026-12-07, demo 458 s there; 441 and 364 s on 2026-12-08 with the renderer's exact speed-ups,
+# 402 s capped to AVX2); not re-timed on the Xeon, where they would add about 45 s.
 FULL = DemoSizes(
     # 4200 rendered clips, not 2100: frame models trained on twice the renders read real faces
     # (CK+) better - 0.627 over 13 runs on three rendered sets against 0.559 over 9 (2-core Intel
