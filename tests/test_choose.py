@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_fer.data.face_video import write_face_video
-from edge_fer.errors import ArtifactError
+from edge_fer.errors import ArtifactError, BackendError
 from edge_fer.runtime.choose import choose_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +72,33 @@ def test_forced_precision_and_nothing_eligible(folder, tmp_path, monkeypatch):
     forced.model.close()
     with pytest.raises(ArtifactError, match="no usable model.*ov_fp16.*no recorded accuracy"):
         choose_model(_only(folder, "ov_fp16", tmp_path), stride=4)
+
+
+def test_an_artifact_that_cannot_run_here_is_skipped_with_the_reason(
+    folder, trained_stt, dfer_data, tmp_path, monkeypatch
+):
+    """One eligible export this device cannot run must not stop the camera while another can:
+    here the TensorRT-ready Q/DQ ONNX, which OpenVINO refuses under an ISA cap."""
+    models = tmp_path / "models"
+    shutil.copytree(folder, models)
+    calib = f"dataset=dfew,root={dfer_data},fold=2,samples=8"
+    qdq = ["-m", "export.trt", "--checkpoint", str(trained_stt), "--precision", "int8", "--calib", calib]
+    result = run(*qdq, "--out", str(models / "trt_int8" / "model.engine"))
+    assert result.returncode in (0, 3), result.stderr[-2000:]  # 3: no TensorRT here, the Q/DQ ONNX written
+    sidecar = models / "trt_int8" / "model.int8.onnx.json"
+    meta = json.loads(sidecar.read_text())
+    reference = json.loads((models / "fp32" / "model.onnx.json").read_text())["metrics"]
+    meta["metrics"] = dict(reference)  # eligible: the rule under test is the next one
+    sidecar.write_text(json.dumps(meta))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    choice = choose_model(models, stride=4)
+    by_name = {c.path.parent.name: c for c in choice.candidates}
+    assert by_name["trt_int8"].excluded.startswith("cannot run here: OpenVINO cannot run an INT8 Q/DQ ONNX")
+    assert choice.chosen.path.parent.name in {"fp32", "ov_int8"}
+    choice.model.close()
+    with pytest.raises(BackendError, match="Q/DQ ONNX"):  # alone, its error is the user's to read as it is
+        choose_model(_only(models, "trt_int8", tmp_path), stride=4)
 
 
 def _only(folder, name, tmp_path):

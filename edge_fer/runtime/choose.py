@@ -14,6 +14,10 @@ FP16/INT8 ones without metrics are not: nobody measured what they cost. Accuracy
 with FP32 compute, so OpenVINO runs the candidates with the f32 hint (the bf16 default of
 some CPUs would be another, unmeasured precision).
 
+An eligible artifact this device cannot load or run (an engine built for another GPU, a Q/DQ
+ONNX in OpenVINO under an ISA cap) is skipped with the reason when another can run; the only
+eligible one fails as it is, its error the user's to read.
+
 Timings are cached per CPU (model name and features), artifact hashes, backend, threads and
 stride in ``$XDG_CACHE_HOME/edge-fer/timings.json``, so a restart costs nothing.
 """
@@ -136,6 +140,10 @@ def _eligible(candidates: list[Candidate], folder: Path, *, precision: str | Non
     if reference is None:
         return "(no FP32 accuracy recorded: only FP32 artifacts or forced precision are eligible)"
     return f"- the fastest here within {max_drop} UAR of FP32 ({reference.metric:.4f}, {_rel(reference.path, folder)})"
+
+
+def _cannot_run(exc: Exception) -> str:
+    return f"cannot run here: {' '.join(str(exc).split())[:160]}"
 
 
 def _has(package: str) -> bool:
@@ -269,15 +277,36 @@ def choose_model(
         if key in cache and len(eligible) > 1:
             c.ms_per_frame, c.cached = float(cache[key]), True
             continue
-        loaded[id(c)] = load(c)
-        if len(eligible) > 1:
+        if len(eligible) == 1:
+            loaded[id(c)] = load(c)  # the only one: its error is the user's to see as it is
+            break
+        try:
+            loaded[id(c)] = load(c)
             c.ms_per_frame = time_per_frame(loaded[id(c)], stride)
-            cache[key] = round(c.ms_per_frame, 4)
-    best = min(eligible, key=lambda c: c.ms_per_frame or 0.0)
-    for c in eligible:
-        if c is not best and id(c) in loaded:
-            loaded[id(c)].close()
-    model = loaded.get(id(best)) or load(best)
-    if use_cache and len(eligible) > 1:
+        except (EdgeFerError, RuntimeError) as exc:
+            # One export this device cannot run (an engine built for another GPU, a Q/DQ ONNX
+            # under an ISA cap) must not stop the camera while another can: skip it, say why.
+            if id(c) in loaded:
+                loaded.pop(id(c)).close()
+            c.excluded = _cannot_run(exc)
+            continue
+        cache[key] = round(c.ms_per_frame, 4)
+    timed = len(eligible) > 1
+    model = best = None
+    for c in sorted((c for c in eligible if c.excluded is None), key=lambda c: c.ms_per_frame or 0.0):
+        if id(c) in loaded:
+            model, best = loaded.pop(id(c)), c
+            break
+        try:  # timed earlier, its timing read from the cache
+            model, best = load(c), c
+            break
+        except (EdgeFerError, RuntimeError) as exc:
+            c.excluded = _cannot_run(exc)
+    for other in loaded.values():
+        other.close()
+    if model is None:
+        reasons = "; ".join(f"{_rel(c.path, folder)}: {c.excluded}" for c in candidates)
+        raise ArtifactError(f"no usable model in {folder}: {reasons}")
+    if use_cache and timed:
         _save_cache(cache_path, cache)
     return Choice(model, best, candidates, reference)
