@@ -249,15 +249,21 @@ def qdq_types(model: onnx.ModelProto) -> set[str]:
     return {str(arrays[n.input[2]].dtype) for n in model.graph.node if n.op_type == "QuantizeLinear"}
 
 
+def _qdq_model(name: str, folder: Path) -> tuple[Path, list[dict[str, np.ndarray]]]:
+    """An untrained model's TensorRT-ready Q/DQ ONNX and the four inputs it was calibrated on."""
+    from export.onnx import export_onnx
+
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    float_path = export_onnx(model, folder / f"{name}.onnx")
+    feeds = [{model.io_names["full"][0]: model.example_input("full", batch=1).numpy()} for _ in range(4)]
+    return quantize_for_tensorrt(float_path, folder / f"{name}.int8.onnx", feeds), feeds
+
+
 @pytest.mark.isa
 @pytest.mark.parametrize("name", ["stt_tiny", "htnet_light"])
 def test_ort_post_training_qdq_follows_tensorrt_rules(name, tmp_path):
-    from export.onnx import export_onnx
-
-    model = build_model(name).eval()
-    float_path = export_onnx(model, tmp_path / "float.onnx")
-    feeds = [{model.io_names["full"][0]: model.example_input("full", batch=1).numpy()} for _ in range(4)]
-    qdq = quantize_for_tensorrt(float_path, tmp_path / "int8.onnx", feeds)
+    qdq, feeds = _qdq_model(name, tmp_path)
     graph = onnx.load(str(qdq))
     onnx.checker.check_model(graph)
     assert tensorrt_qdq_violations(graph) == []
@@ -273,17 +279,6 @@ def test_ort_post_training_qdq_follows_tensorrt_rules(name, tmp_path):
     session = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
     out = session.run(None, feeds[0])[0]
     assert out.shape == (1, len(get_preset(name).classes))
-
-
-def _qdq_model(name: str, folder: Path) -> tuple[Path, list[dict[str, np.ndarray]]]:
-    """An untrained model's TensorRT-ready Q/DQ ONNX and the four inputs it was calibrated on."""
-    from export.onnx import export_onnx
-
-    torch.manual_seed(0)
-    model = build_model(name).eval()
-    float_path = export_onnx(model, folder / f"{name}.onnx")
-    feeds = [{model.io_names["full"][0]: model.example_input("full", batch=1).numpy()} for _ in range(4)]
-    return quantize_for_tensorrt(float_path, folder / f"{name}.int8.onnx", feeds), feeds
 
 
 @pytest.mark.isa

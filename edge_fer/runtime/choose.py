@@ -142,6 +142,11 @@ def _eligible(candidates: list[Candidate], folder: Path, *, precision: str | Non
     return f"- the fastest here within {max_drop} UAR of FP32 ({reference.metric:.4f}, {_rel(reference.path, folder)})"
 
 
+def _no_usable_model(candidates: list[Candidate], folder: Path) -> ArtifactError:
+    reasons = "; ".join(f"{_rel(c.path, folder)}: {c.excluded}" for c in candidates)
+    return ArtifactError(f"no usable model in {folder}: {reasons}")
+
+
 def _cannot_run(exc: Exception) -> str:
     return f"cannot run here: {' '.join(str(exc).split())[:160]}"
 
@@ -258,8 +263,7 @@ def choose_model(
     reference = _eligible(candidates, folder, precision=precision, max_drop=max_drop)
     eligible = [c for c in candidates if c.excluded is None]
     if not eligible:
-        reasons = "; ".join(f"{_rel(c.path, folder)}: {c.excluded}" for c in candidates)
-        raise ArtifactError(f"no usable model in {folder}: {reasons}")
+        raise _no_usable_model(candidates, folder)
     cache_path = timing_cache_path()
     cache = _load_cache(cache_path) if use_cache else {}
     cpu = cpu_info().key
@@ -271,15 +275,13 @@ def choose_model(
             c.path, backend=backend, device=device, threads=threads, precision=hint, streaming=streaming, verify=verify
         )
 
-    for c in eligible:
-        how = f"{backend}/{device}/{infer_precision}/{'streaming' if streaming else 'full'}"
+    timed = len(eligible) > 1  # only one: nothing to time it against
+    how = f"{backend}/{device}/{infer_precision}/{'streaming' if streaming else 'full'}"
+    for c in eligible if timed else ():
         key = _cache_key(c, cpu=cpu, backend=how, threads=threads, stride=stride)
-        if key in cache and len(eligible) > 1:
+        if key in cache:
             c.ms_per_frame, c.cached = float(cache[key]), True
             continue
-        if len(eligible) == 1:
-            loaded[id(c)] = load(c)  # the only one: its error is the user's to see as it is
-            break
         try:
             loaded[id(c)] = load(c)
             c.ms_per_frame = time_per_frame(loaded[id(c)], stride)
@@ -291,22 +293,22 @@ def choose_model(
             c.excluded = _cannot_run(exc)
             continue
         cache[key] = round(c.ms_per_frame, 4)
-    timed = len(eligible) > 1
     model = best = None
     for c in sorted((c for c in eligible if c.excluded is None), key=lambda c: c.ms_per_frame or 0.0):
         if id(c) in loaded:
             model, best = loaded.pop(id(c)), c
             break
-        try:  # timed earlier, its timing read from the cache
+        try:  # its timing read from the cache, or the only one
             model, best = load(c), c
             break
         except (EdgeFerError, RuntimeError) as exc:
+            if not timed:
+                raise  # the only one: its error is the user's to read as it is
             c.excluded = _cannot_run(exc)
     for other in loaded.values():
         other.close()
     if model is None:
-        reasons = "; ".join(f"{_rel(c.path, folder)}: {c.excluded}" for c in candidates)
-        raise ArtifactError(f"no usable model in {folder}: {reasons}")
+        raise _no_usable_model(candidates, folder)
     if use_cache and timed:
         _save_cache(cache_path, cache)
     return Choice(model, best, candidates, reference)

@@ -68,9 +68,10 @@ class OpenVINOBackend(Backend):
             }
             self.outputs = [_port_name(port) for port in network.outputs]
             self._network = network
-            if device == "CPU" and isa_cap() and _is_qdq_onnx(model, network):
+            cap = isa_cap() if device == "CPU" else None
+            if cap and _is_qdq_onnx(model, network):
                 raise BackendError(
-                    f"OpenVINO cannot run an INT8 Q/DQ ONNX model faithfully under ONEDNN_MAX_CPU_ISA={isa_cap()} "
+                    f"OpenVINO cannot run an INT8 Q/DQ ONNX model faithfully under ONEDNN_MAX_CPU_ISA={cap} "
                     "(its plugin picks INT8 kernels by the real CPU while oneDNN's are capped: wrong logits or a "
                     "failed primitive); run it without the cap, or with --backend onnxruntime"
                 )
